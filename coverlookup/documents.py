@@ -1,0 +1,163 @@
+"""Bytes -> Python values for JSON and YAML documents, with errors that say line and column."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+from coverlookup.errors import DocumentSyntaxError
+
+# Deeper than any real metadata document; keeps YAML (which recurses in Python) and our own
+# tree walks far away from the interpreter's recursion limit.
+MAX_DEPTH = 200
+
+
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return line, col
+
+
+def _decode(data: bytes) -> str:
+    if not data.strip():
+        raise DocumentSyntaxError("the document is empty", line=1, column=1)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    nul = data.find(b"\x00")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(data[: exc.start].decode("utf-8", "replace"), exc.start)
+        raise DocumentSyntaxError(
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
+            "(is this a binary file?)",
+            line=line,
+            column=col,
+        ) from None
+    if nul >= 0:
+        line, col = _line_col(text, len(data[:nul].decode("utf-8", "replace")))
+        raise DocumentSyntaxError(
+            f"NUL byte at offset {nul} (is this a binary file?)", line=line, column=col
+        )
+    return text
+
+
+def _check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise DocumentSyntaxError(f"nesting deeper than {limit} levels")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+
+
+def _depth_prescan(text: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse absurd bracket nesting before any recursive parser sees it."""
+    depth = 0
+    in_string = False
+    escape = False
+    for pos, ch in enumerate(text):
+        if in_string:
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                line, col = _line_col(text, pos)
+                raise DocumentSyntaxError(
+                    f"nesting deeper than {limit} levels at line {line} column {col}",
+                    line=line,
+                    column=col,
+                )
+        elif ch in "]}":
+            depth -= 1
+
+
+def parse_json(data: bytes) -> Any:
+    """Strict JSON (RFC 8259): no NaN/Infinity, no trailing commas, no lone surrogates."""
+    text = _decode(data)
+    _depth_prescan(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        line, col = exc.lineno, exc.colno
+        msg = exc.msg
+        snippet = text[exc.pos : exc.pos + 12]
+        if snippet[:3] in ("NaN", "Inf", "-In"):
+            msg = "NaN and Infinity are not valid JSON numbers"
+        elif "surrogate" in msg.lower():
+            msg = "lone UTF-16 surrogate in a \\u escape (not valid Unicode text)"
+        raise DocumentSyntaxError(
+            f"invalid JSON at line {line} column {col}: {msg}", line=line, column=col
+        ) from None
+
+
+def parse_yaml(data: bytes) -> Any:
+    import yaml
+
+    text = _decode(data)
+    _depth_prescan(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        col = mark.column + 1 if mark else None
+        problem = exc.problem or exc.context or "syntax error"
+        raise DocumentSyntaxError(
+            f"invalid YAML at line {line} column {col}: {problem}", line=line, column=col
+        ) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise DocumentSyntaxError(f"invalid YAML: {exc}") from None
+    _check_depth(value)
+    return _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    """YAML gives dates and non-finite floats; make values JSON-shaped like the JSON path."""
+    import datetime as dt
+
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DocumentSyntaxError("NaN and Infinity are not allowed in documents")
+    return value
+
+
+def parse_document(data: bytes, *, hint: str | None = None) -> Any:
+    """Parse JSON, or YAML when ``hint`` (a file name or content type) says so.
+
+    Text that does not start like JSON and fails as JSON is tried as YAML, as long as YAML
+    gives an object or a list: Open Energy metadata comes in either form.
+    """
+    lowered = (hint or "").lower()
+    if lowered.endswith((".yaml", ".yml")) or "yaml" in lowered:
+        return parse_yaml(data)
+    try:
+        return parse_json(data)
+    except DocumentSyntaxError as json_error:
+        text = data.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if lowered.endswith(".json") or "json" in lowered or text[:1] in (b"{", b"[", b""):
+            raise
+        try:
+            value = parse_yaml(data)
+        except DocumentSyntaxError:
+            raise json_error from None
+        if isinstance(value, (dict, list)):
+            return value
+        raise json_error from None
