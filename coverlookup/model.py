@@ -1,4 +1,4 @@
-"""The normalised model: servers (metadata documents), their coverage entries, Open Energy data sets.
+"""The normalised model: servers, their coverage entries and Open Energy data sets.
 
 Every spec shape (2023 draft, the overview's intermediate shape, the 2025 draft, Open Energy data
 set metadata) becomes these frozen dataclasses. Parsing lives in ``cds.py`` and ``openenergy.py``.

@@ -1,0 +1,148 @@
+"""Every example in the four spec documents: originals fail on syntax, repaired copies load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from coverlookup import cds
+from coverlookup.findings import Severity
+from coverlookup.model import SHAPE_2023, SHAPE_2025, SHAPE_OVERVIEW
+from coverlookup.validate import validate_bytes, validate_file
+
+SPEC = Path(__file__).parent / "fixtures" / "spec"
+
+# (file, line, column) of the syntax error in each spec example as published.
+BROKEN_ORIGINALS = {
+    "2025-metadata.json": (14, 19),
+    "2025-coverage.json": (18, 39),
+    "2023-metadata.json": (15, 28),
+    "overview-coverage.json": (19, 39),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_ORIGINALS))
+def test_original_spec_examples_are_syntax_errors(name):
+    result = validate_file(SPEC / "original" / name)
+    assert result.kind == "unreadable"
+    [finding] = result.findings
+    line, column = BROKEN_ORIGINALS[name]
+    assert (finding.severity, finding.pointer, finding.code) == (Severity.ERROR, "", "syntax-error")
+    assert f"line {line} column {column}" in finding.message
+
+
+@pytest.mark.parametrize("name", ["2023-coverage.json", "overview-metadata.json"])
+def test_original_examples_that_are_valid_json_load(name):
+    assert validate_file(SPEC / "original" / name).ok
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (SPEC / "repaired").iterdir() if p.is_file())
+)
+def test_repaired_examples_have_no_errors_or_warnings(name):
+    result = validate_file(SPEC / "repaired" / name)
+    severities = {f.severity for f in result.findings}
+    if name == "open-energy-full.yaml" or name == "open-energy-full.json":
+        # The spec's example server URL is plain http.
+        assert [(f.pointer, f.code) for f in result.findings] == [
+            ("/0/transport/http/servers/0/url", "not-https")
+        ]
+    else:
+        assert Severity.ERROR not in severities and Severity.WARNING not in severities
+    assert result.ok
+
+
+def test_spec_2025_coverage_example_omits_required_country():
+    value = json.loads((SPEC / "repaired" / "2025-coverage.json").read_text())
+    del value["coverage_entries"][0]["country"]
+    result = validate_bytes(json.dumps(value).encode(), "example")
+    assert [(f.severity, f.pointer, f.code) for f in result.findings] == [
+        (Severity.ERROR, "/coverage_entries/0/country", "missing-field")
+    ]
+
+
+def _server(name):
+    value = json.loads((SPEC / "repaired" / name).read_text())
+    return cds.parse_server(value, value["cds_metadata_url"])
+
+
+def test_shapes_are_detected_from_fields():
+    assert _server("2023-metadata.json")[0].shape == SHAPE_2023
+    assert _server("overview-metadata.json")[0].shape == SHAPE_OVERVIEW
+    assert _server("2025-metadata.json")[0].shape == SHAPE_2025
+
+
+def test_2023_server_and_entry_normalise():
+    server, found = _server("2023-metadata.json")
+    assert not found
+    assert server.infrastructure_types == ("distribution_utility", "metering_provider", "supplier")
+    assert server.commodity_types == ("electricity", "natural_gas")
+    value = json.loads((SPEC / "repaired" / "2023-coverage.json").read_text())
+    page, found = cds.parse_coverage_page(value, server.coverage_url, server)
+    assert not found
+    [entry] = page.entries
+    assert entry.type == "geographic"
+    assert entry.legacy_type == "electric_service_territory"
+    # The entry type implies its commodity; server-level infrastructure types fill in.
+    assert entry.commodity_types == ("electricity",)
+    assert entry.infrastructure_types == server.infrastructure_types
+    assert entry.server_url == server.metadata_url
+    assert entry.key == "https://example.com/.well-known/carbon-data-spec.json#norcal"
+    assert entry.geojson_resource == "https://static.example.com/cds-coverage-map-geo.json"
+    assert entry.entity_name == "Demo Gas & Electric"
+
+
+def test_overview_links_and_capabilities():
+    server, found = _server("overview-metadata.json")
+    assert server.capabilities == ("coverage", "oauth", "ieee1547")
+    assert dict(server.links) == {
+        "oauth_metadata": "https://demoutility.com/.well-known/oauth-authorization-server",
+        "ieee1547_setup": "https://demoutility.com/smart-inverters/setup",
+    }
+    assert server.related_metadata == ("https://static.demoutility.com/sister-company-cds.json",)
+    assert [(f.severity, f.pointer) for f in found] == [
+        (Severity.NOTICE, "/oauth_metadata"),
+        (Severity.NOTICE, "/ieee1547_setup"),
+    ]
+    value = json.loads((SPEC / "repaired" / "overview-coverage.json").read_text())
+    page, found = cds.parse_coverage_page(value, server.coverage_url, server)
+    assert not found
+    [entry] = page.entries
+    assert (entry.type, entry.role, entry.country) == ("geographic", "official", "US")
+    assert entry.capabilities == ("oauth", "ieee1547")
+    assert cds.check_capability_union(server, page.entries) == []
+
+
+def test_2025_entry_fields():
+    value = json.loads((SPEC / "repaired" / "2025-coverage.json").read_text())
+    page, found = cds.parse_coverage_page(
+        value, "https://static.example.com/cds-coverage.json", None
+    )
+    [entry] = page.entries
+    assert entry.entity_abbreviation == "DG&E"
+    assert entry.infrastructure_types == ("distribution_utility",)
+    assert entry.commodity_types == ("electricity",)
+    assert entry.capabilities == ()
+    assert entry.map_content_type == "image/png"
+    assert page.next is None and page.previous is None
+
+
+def test_unknown_fields_are_kept_in_extra():
+    value = json.loads((SPEC / "repaired" / "2025-metadata.json").read_text())
+    value["x_vendor"] = {"tier": 3}
+    server, found = cds.parse_server(value, value["cds_metadata_url"])
+    assert dict(server.extra) == {"x_vendor": {"tier": 3}}
+    assert [(f.severity, f.pointer, f.code) for f in found] == [
+        (Severity.NOTICE, "/x_vendor", "unknown-field")
+    ]
+
+
+def test_detect_kind():
+    assert cds.detect_kind({"coverage_entries": []}) == "coverage"
+    assert cds.detect_kind({"cds_metadata_version": "v1"}) == "metadata"
+    assert cds.detect_kind([{"content": {}}]) == "open-energy"
+    assert cds.detect_kind({"type": "FeatureCollection", "features": []}) == "geojson"
+    assert cds.detect_kind([1, 2]) == "unknown"
+    assert cds.detect_kind("text") == "unknown"

@@ -1,0 +1,115 @@
+"""`coverlookup validate FILE`: exit codes, readable output, no traceback for any bad file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SPEC = Path(__file__).parent / "fixtures" / "spec"
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "coverlookup", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_valid_2023_document():
+    proc = run("validate", str(SPEC / "repaired" / "2023-metadata.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert "CDS server metadata document (2023 draft)" in proc.stdout
+    assert proc.stdout.strip().endswith("valid: 1 document, 0 errors, 0 warnings, 0 notices")
+
+
+def test_valid_2025_document():
+    proc = run("validate", str(SPEC / "repaired" / "2025-coverage.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert "CDS coverage listing (2025 draft)" in proc.stdout
+
+
+def test_broken_document_lists_findings_by_severity(tmp_path):
+    doc = json.loads((SPEC / "repaired" / "2025-metadata.json").read_text())
+    del doc["support"]
+    doc["website"] = "http://example.com/data-access"
+    doc["x_extra"] = True
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(doc))
+    proc = run("validate", str(path))
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert (
+        "errors (1):\n    /support: the metadata document is missing the REQUIRED 'support'" in out
+    )
+    assert "warnings (1):\n    /website: 'website' is not an https URL" in out
+    assert "notices (1):\n    /x_extra: unknown field 'x_extra'" in out
+    assert out.index("errors (1)") < out.index("warnings (1)") < out.index("notices (1)")
+    assert out.strip().endswith("INVALID: 1 document, 1 error, 1 warning, 1 notice")
+
+
+def test_json_output(tmp_path):
+    path = tmp_path / "doc.json"
+    path.write_text('{"coverage_entries": [], "next": null}')
+    proc = run("validate", "--json", str(path))
+    assert proc.returncode == 1
+    payload = json.loads(proc.stdout)
+    assert payload["valid"] is False
+    [doc] = payload["documents"]
+    assert doc["kind"] == "coverage"
+    assert doc["findings"] == [
+        {
+            "severity": "error",
+            "document": str(path),
+            "pointer": "/previous",
+            "code": "missing-field",
+            "message": "the coverage listing is missing the REQUIRED 'previous' field",
+        }
+    ]
+
+
+HOSTILE = {
+    "empty.json": (b"", "the document is empty"),
+    "binary.bin": (bytes(range(256)) * 4, "not UTF-8 text"),
+    "array.json": (b"[1, 2, 3]", "top level is an array"),
+    "deep.json": (b"[" * 10_000 + b"]" * 10_000, "nesting deeper than 200 levels"),
+    "nan.json": (b'{"name": NaN}', "NaN and Infinity are not valid JSON numbers"),
+    "infinity.json": (b'{"a": [Infinity]}', "NaN and Infinity are not valid JSON numbers"),
+    "surrogate.json": (b'{"name": "\\ud83d"}', "lone UTF-16 surrogate"),
+    "raw-surrogate.json": (b'{"name": "\xed\xa0\x80"}', "not UTF-8 text"),
+    "string.json": (b'"just a string"', "top level is a string"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_files_give_a_clear_error_and_no_traceback(tmp_path, name):
+    data, message = HOSTILE[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    proc = run("validate", str(path))
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert message in proc.stdout
+
+
+def test_usage_errors_exit_2(tmp_path):
+    missing = run("validate", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"coverlookup: error: {tmp_path / 'nope.json'}: no such file"
+    directory = run("validate", str(tmp_path))
+    assert directory.returncode == 2 and "is a directory" in directory.stderr
+    no_args = run("validate")
+    assert no_args.returncode == 2 and "Traceback" not in no_args.stderr
+    unknown = run("frobnicate")
+    assert unknown.returncode == 2
+
+
+def test_python_dash_m_and_version():
+    proc = run("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("coverlookup ")
