@@ -120,6 +120,7 @@ def test_2025_entry_fields():
     page, found = cds.parse_coverage_page(
         value, "https://static.example.com/cds-coverage.json", None
     )
+    assert found == []
     [entry] = page.entries
     assert entry.entity_abbreviation == "DG&E"
     assert entry.infrastructure_types == ("distribution_utility",)

@@ -69,7 +69,8 @@ def _spatial(value):
         ),
         (
             {
-                "dcat:bbox": "<http://www.opengis.net/def/crs/OGC/1.3/CRS84> POLYGON ((0 0, 1 0, 1 1, 0 0))"
+                "dcat:bbox": "<http://www.opengis.net/def/crs/OGC/1.3/CRS84> "
+                "POLYGON ((0 0, 1 0, 1 1, 0 0))"
             },
             "wkt",
             "POLYGON ((0 0, 1 0, 1 1, 0 0))",
