@@ -98,6 +98,8 @@ class Snapshot:
     seeds: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     problems: list[dict[str, Any]] = field(default_factory=list)
+    # Kept from an earlier snapshot because the source failed now: server URL / entry key -> why.
+    stale: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
     # Raw bytes not yet written (sha256 -> bytes); emptied once the snapshot is written.
     blobs: dict[str, bytes] = field(default_factory=dict)
@@ -158,6 +160,7 @@ class Snapshot:
             },
             "documents": [d.to_dict() for d in self.documents],
             "problems": self.problems,
+            "stale": self.stale,
         }
 
 
@@ -269,6 +272,7 @@ def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
         seeds=list(manifest.get("seeds") or ()),
         options=dict(manifest.get("options") or {}),
         problems=list(manifest.get("problems") or ()),
+        stale=dict(manifest.get("stale") or {}),
         path=directory,
     )
 
