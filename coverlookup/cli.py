@@ -53,6 +53,148 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return validate.run_cli(args)
 
 
+# --- serve ------------------------------------------------------------------------------------
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the HTTP API",
+        description="Serve the HTTP API from a snapshot, from a crawl of seeds, or (with neither) "
+        "from the embedded demo federation.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    p.add_argument(
+        "--snapshot", metavar="DIR", help="snapshot to serve (with --seed: where to save)"
+    )
+    p.add_argument("--seed", nargs="+", default=[], metavar="SEED", help="crawl these seeds")
+    p.add_argument("--refresh", type=float, metavar="S", help="re-crawl the seeds every S seconds")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the port")
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow browser requests from ORIGIN (repeatable; '*' for any); off by default",
+    )
+    p.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, metavar="N")
+    p.add_argument("--allow-http", action="store_true", help="crawl plain http:// too")
+    p.add_argument("--allow-private", action="store_true", help="crawl private addresses too")
+    p.add_argument("--resolve", action="append", default=[], metavar="HOST:PORT:ADDR")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from coverlookup import web
+
+    if args.refresh is not None and not args.seed:
+        raise UsageError("--refresh needs --seed (there is nothing to re-crawl)")
+    if not 0 <= args.port < 65536:
+        raise UsageError(f"--port {args.port}: not a port number")
+    crawl = {"allow_http": args.allow_http, "allow_private": args.allow_private}
+    if args.resolve:
+        crawl["resolve"] = tuple(args.resolve)
+    options = web.ServeOptions(
+        host=args.host,
+        port=args.port,
+        snapshot=args.snapshot,
+        seeds=tuple(args.seed),
+        refresh_s=args.refresh,
+        workers=args.workers,
+        cors_origins=tuple(args.cors_origin),
+        max_body_bytes=args.max_body_bytes,
+        crawl_options=tuple(crawl.items()),
+    )
+    return web.run(options)
+
+
+# --- lookup -----------------------------------------------------------------------------------
+
+
+def _add_lookup(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "lookup",
+        help="which entities serve a point (or an address)",
+        description="Print the entries whose territory contains LAT LON, smallest first. "
+        "Negative coordinates work as they are: coverlookup lookup 43.85 -120.5",
+    )
+    p.add_argument("lat", nargs="?", metavar="LAT", help="latitude, WGS 84 degrees")
+    p.add_argument("lon", nargs="?", metavar="LON", help="longitude, WGS 84 degrees")
+    p.add_argument("--address", metavar="TEXT", help="look up an address instead of LAT LON")
+    p.add_argument("--snapshot", metavar="DIR", help="snapshot to use (default: the demo)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    for name in ("commodity", "capability", "infrastructure", "type"):
+        p.add_argument(f"--{name}", metavar="VALUE", help=f"only entries with this {name}")
+    p.add_argument(
+        "--nearest-km",
+        type=float,
+        metavar="KM",
+        help="when nothing matches, list territories within KM",
+    )
+    p.set_defaults(func=_cmd_lookup)
+
+
+def _cmd_lookup(args: argparse.Namespace) -> int:
+    from coverlookup.service import LookupService, Query, load_index, parse_number
+
+    filters = {n: getattr(args, n) for n in ("commodity", "capability", "infrastructure", "type")}
+    if args.address is not None:
+        if args.lat is not None:
+            raise UsageError("give either LAT LON or --address, not both")
+        service = LookupService(load_index(args.snapshot))
+        answer = service.lookup_address(args.address, nearest_km=args.nearest_km, **filters)
+    else:
+        if args.lat is None or args.lon is None:
+            raise UsageError("give LAT and LON (or --address TEXT)")
+        try:
+            lat, lon = parse_number(args.lat, "LAT"), parse_number(args.lon, "LON")
+            query = Query.make(lat, lon, nearest_km=args.nearest_km, **filters)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        answer = LookupService(load_index(args.snapshot)).lookup(query)
+    if args.json:
+        import orjson
+
+        sys.stdout.write(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(_lookup_table(answer))
+    return EXIT_OK
+
+
+def _lookup_table(answer: dict) -> str:
+    q = answer["query"]
+    where = f"{q['lat']:g}, {q['lon']:g}"
+    lines = []
+    for title, rows in (("matches", answer["matches"]), ("nearest", answer.get("nearest") or [])):
+        if not rows:
+            continue
+        if title == "nearest":
+            lines.append(f"Nothing contains {where}; nearest within {q['nearest_km']:g} km:")
+        table = [("ENTITY", "TERRITORY", "TYPE", "COMMODITIES", "CAPABILITIES", "EDGE / DIST")]
+        for m in rows:
+            metres = m.get("distance_m") if title == "nearest" else m.get("boundary_distance_m")
+            table.append(
+                (
+                    m["entity"]["name"] or "-",
+                    m["name"] or m["id"],
+                    m["type"],
+                    ",".join(m["commodity_types"]) or "-",
+                    ",".join(m["capabilities"]) or "-",
+                    "-" if metres is None else f"{metres / 1000:.2f} km",
+                )
+            )
+        widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+        lines.extend(
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table
+        )
+    if not answer["matches"] and not answer.get("nearest"):
+        lines.append(f"No territory in this snapshot contains {where}.")
+    snap = answer["snapshot"]
+    lines.append(f"(snapshot {snap['id']}, created {snap['created']})")
+    return "\n".join(lines) + "\n"
+
+
 # --- entry point --------------------------------------------------------------------------------
 
 
@@ -68,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     _add_validate(sub)
+    _add_serve(sub)
+    _add_lookup(sub)
     return parser
 
 

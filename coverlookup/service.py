@@ -1,0 +1,343 @@
+"""The facade the web layer, the CLI and batch share: parse a query, ask the index, shape answers.
+
+The service holds the current :class:`~coverlookup.index.CoverageIndex`. An index is immutable, so a
+refresh builds a new one and swaps the reference; a caller takes ``service.index`` once and uses
+that object for the whole request, so every answer comes wholly from one index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from coverlookup.errors import CoordinateError, CoverlookupError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from coverlookup.index import CoverageIndex
+
+log = logging.getLogger(__name__)
+
+FILTERS = ("commodity", "capability", "infrastructure", "type")
+MAX_NEAREST_KM = 500.0
+NEAREST_LIMIT = 10
+
+# Plain decimal numbers only: float() would also take "nan", "inf", "1_000" and " 12 ".
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+IndexLoader = Callable[[], Awaitable["CoverageIndex"]]
+
+
+class NotAvailableError(CoverlookupError):
+    """A feature this build of the service does not offer (yet)."""
+
+    code = "not_implemented"
+
+
+class NotReadyError(CoverlookupError):
+    """No index is loaded yet (the first crawl of ``--seed`` is still running)."""
+
+    code = "not_ready"
+
+
+def parse_number(text: str | None, name: str) -> float:
+    """A query-string number; anything but a plain finite decimal is a CoordinateError."""
+    if text is None or text == "":
+        raise CoordinateError(f"{name} is required")
+    if not _NUMBER.fullmatch(text):
+        raise CoordinateError(f"{name} must be a decimal number, got {text[:40]!r}")
+    value = float(text)
+    if not math.isfinite(value):
+        raise CoordinateError(f"{name} is out of range: {text[:40]}")
+    return value
+
+
+def check_point(lat: float, lon: float) -> None:
+    for name, value, limit in (("lat", lat, 90.0), ("lon", lon, 180.0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CoordinateError(f"{name} must be a number, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise CoordinateError(f"{name} must be finite, got {value}")
+        if abs(value) > limit:
+            raise CoordinateError(f"{name} must be between -{limit:g} and {limit:g}, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One point lookup: where, which filters, and how far to look when nothing matches."""
+
+    lat: float
+    lon: float
+    filters: Mapping[str, str | None]
+    nearest_km: float | None = None
+
+    @classmethod
+    def make(
+        cls,
+        lat: float,
+        lon: float,
+        *,
+        nearest_km: float | None = None,
+        **filters: str | None,
+    ) -> Query:
+        check_point(lat, lon)
+        unknown = set(filters) - set(FILTERS)
+        if unknown:
+            raise UsageError(f"unknown filter {sorted(unknown)[0]!r}; known: {', '.join(FILTERS)}")
+        for name, value in filters.items():
+            if value is not None and (not isinstance(value, str) or not value):
+                raise UsageError(f"{name} must be a non-empty string")
+        if nearest_km is not None and not (0 < nearest_km <= MAX_NEAREST_KM):
+            raise UsageError(f"nearest_km must be above 0 and at most {MAX_NEAREST_KM:g}")
+        return cls(lat=float(lat), lon=float(lon), filters=filters, nearest_km=nearest_km)
+
+
+@dataclass(slots=True)
+class RefreshState:
+    """What the background refresh has done so far (shown in /v1/status and /metrics)."""
+
+    refreshes: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    last_attempt: float | None = None
+    last_success: float | None = None
+    last_error: str | None = None
+
+
+class LookupService:
+    """Holds the current index and answers lookups from it."""
+
+    def __init__(
+        self,
+        index: CoverageIndex | None = None,
+        *,
+        loader: IndexLoader | None = None,
+        source: str = "demo",
+    ):
+        self._index = index
+        self.loader = loader
+        self.source = source
+        self.refresh_state = RefreshState()
+        self._refresh_lock = asyncio.Lock()
+        self._by_server: tuple[Any, dict[str, list[Any]]] | None = None
+
+    # --- the index -----------------------------------------------------------------------------
+
+    @property
+    def index(self) -> CoverageIndex:
+        index = self._index
+        if index is None:
+            raise NotReadyError("no coverage index is loaded yet; try again shortly")
+        return index
+
+    @property
+    def ready(self) -> bool:
+        return self._index is not None
+
+    def swap(self, index: CoverageIndex) -> None:
+        """Publish a new index; requests holding the old one finish on it."""
+        self._index = index  # a single reference store: atomic for every reader
+        log.info("serving snapshot %s (%s)", index.snapshot_id, index.created)
+
+    async def refresh(self) -> bool:
+        """Build a new index with the loader and swap it in; on failure keep the old one."""
+        if self.loader is None:
+            raise UsageError("this service has no refresh source (start it with --seed)")
+        state = self.refresh_state
+        async with self._refresh_lock:
+            state.last_attempt = time.time()
+            try:
+                index = await self.loader()
+            except Exception as exc:  # any failure must leave the current index serving
+                state.failures += 1
+                state.consecutive_failures += 1
+                state.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("refresh failed, still serving the previous index: %s", exc)
+                return False
+            self.swap(index)
+            state.refreshes += 1
+            state.consecutive_failures = 0
+            state.last_success = time.time()
+            state.last_error = None
+            return True
+
+    async def refresh_forever(self, interval_s: float) -> None:
+        """Refresh every ``interval_s`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.refresh()
+
+    # --- answers ---------------------------------------------------------------------------------
+
+    def lookup(self, query: Query, *, index: CoverageIndex | None = None) -> dict[str, Any]:
+        """The contract's lookup answer for one point (``nearest`` filled when nothing matches)."""
+        index = index or self.index
+        filters = {k: v for k, v in query.filters.items() if v is not None}
+        matches = index.lookup(query.lat, query.lon, **filters)
+        answer: dict[str, Any] = {
+            "query": {"lat": query.lat, "lon": query.lon, **filters},
+            "matches": [m.to_dict() for m in matches],
+        }
+        if query.nearest_km is not None:
+            answer["query"]["nearest_km"] = query.nearest_km
+            nearest = []
+            if not matches:
+                nearest = index.nearest(
+                    query.lat, query.lon, query.nearest_km, limit=NEAREST_LIMIT, **filters
+                )
+            answer["nearest"] = [m.to_dict() for m in nearest]
+        answer["snapshot"] = {"id": index.snapshot_id, "created": index.created}
+        return answer
+
+    def lookup_address(self, address: str, **_: Any) -> dict[str, Any]:
+        raise NotAvailableError(
+            "address lookups are not available in this version; query with lat and lon"
+        )
+
+    def servers(self, *, limit: int = 1000, offset: int = 0) -> dict[str, Any]:
+        index = self.index
+        by_server = self._entries_by_server(index)
+        ordered = sorted(index.servers.values(), key=lambda s: (s.name or "", s.metadata_url))
+        page = ordered[offset : offset + limit]
+        nxt = offset + limit if offset + limit < len(ordered) else None
+        return {
+            "servers": [
+                {**s.to_dict(), "entry_count": len(by_server.get(s.metadata_url, ()))} for s in page
+            ],
+            "total": len(ordered),
+            "offset": offset,
+            "limit": limit,
+            "next_offset": nxt,
+        }
+
+    def server(self, server_id: str) -> dict[str, Any]:
+        index = self.index
+        server = index.server(server_id)
+        entries = self._entries_by_server(index).get(server.metadata_url, ())
+        return {**server.to_dict(), "entries": [_entry_summary(e) for e in entries]}
+
+    def entry(self, key: str) -> dict[str, Any]:
+        from coverlookup.model import server_id_for
+
+        entry = self.index.entry(key)
+        return {**entry.to_dict(), "server_id": server_id_for(entry.server_url)}
+
+    def _entries_by_server(self, index: CoverageIndex) -> Mapping[str, list[Any]]:
+        cached = self._by_server
+        if cached is not None and cached[0] is index:
+            return cached[1]
+        grouped: dict[str, list[Any]] = {}
+        for entry in index.entries.values():
+            grouped.setdefault(entry.server_url, []).append(entry)
+        self._by_server = (index, grouped)
+        return grouped
+
+    def status(self) -> dict[str, Any]:
+        state = self.refresh_state
+        out: dict[str, Any] = {
+            "ready": self.ready,
+            "source": self.source,
+            "refresh": {
+                "enabled": self.loader is not None,
+                "refreshes": state.refreshes,
+                "failures": state.failures,
+                "consecutive_failures": state.consecutive_failures,
+                "last_attempt": _iso(state.last_attempt),
+                "last_success": _iso(state.last_success),
+                "last_error": state.last_error,
+            },
+        }
+        index = self._index
+        if index is None:
+            return out
+        out["snapshot"] = {
+            "id": index.snapshot_id,
+            "created": index.created,
+            "age_s": snapshot_age_s(index),
+        }
+        out["counts"] = index.stats()
+        out["sources_with_problems"] = sources_with_problems(index)
+        return out
+
+
+def snapshot_age_s(index: CoverageIndex) -> float | None:
+    try:
+        created = dt.datetime.fromisoformat(index.created.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=dt.timezone.utc)
+    return round((dt.datetime.now(dt.timezone.utc) - created).total_seconds(), 1)
+
+
+def sources_with_problems(index: CoverageIndex) -> list[dict[str, Any]]:
+    """Documents with error findings, grouped by URL (geometry rejections and repairs included)."""
+    by_doc: dict[str, dict[str, Any]] = {}
+    for finding in getattr(index, "findings", ()) or ():
+        severity = getattr(finding.severity, "value", finding.severity)
+        if severity != "error":
+            continue
+        item = by_doc.setdefault(finding.document, {"url": finding.document, "problems": []})
+        item["problems"].append({"code": finding.code, "message": finding.message})
+    return sorted(by_doc.values(), key=lambda d: d["url"])
+
+
+def _entry_summary(entry: Any) -> dict[str, Any]:
+    return {
+        "key": entry.key,
+        "id": entry.id,
+        "name": entry.name,
+        "type": entry.type,
+        "commodity_types": list(entry.commodity_types),
+        "capabilities": list(entry.capabilities),
+    }
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    when = dt.datetime.fromtimestamp(ts, dt.timezone.utc).replace(microsecond=0)
+    return when.isoformat().replace("+00:00", "Z")
+
+
+# --- loading indexes ------------------------------------------------------------------------------
+
+
+def load_index(snapshot: str | None = None) -> CoverageIndex:
+    """The index of a snapshot directory, or of the embedded demo federation when None."""
+    from coverlookup.index import CoverageIndex
+
+    if snapshot is None:
+        return CoverageIndex.demo()
+    return CoverageIndex.load(snapshot)
+
+
+def crawl_loader(
+    seeds: list[str], *, snapshot_root: str | None = None, **crawl_options: Any
+) -> IndexLoader:
+    """A loader that crawls ``seeds`` (writing the snapshot under ``snapshot_root`` if given)."""
+
+    async def load() -> CoverageIndex:
+        from coverlookup.discovery import crawl
+        from coverlookup.index import CoverageIndex
+
+        snapshot = await crawl(seeds, **crawl_options)
+        loop = asyncio.get_running_loop()
+        if snapshot_root is not None:
+            from coverlookup.snapshot import load_snapshot, write_snapshot
+
+            def persist_and_build() -> CoverageIndex:
+                written = write_snapshot(snapshot_root, snapshot)
+                return CoverageIndex.from_snapshot(load_snapshot(written))
+
+            return await loop.run_in_executor(None, persist_and_build)
+        # Building is CPU work: keep the event loop answering lookups meanwhile.
+        return await loop.run_in_executor(None, CoverageIndex.from_snapshot, snapshot)
+
+    return load

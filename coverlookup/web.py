@@ -1,0 +1,871 @@
+"""The HTTP API: ``create_app()``, its handlers, the one error→status table, metrics and OpenAPI.
+
+Library errors know nothing of HTTP; ``ERROR_STATUS`` below is the only place they become statuses,
+and every error leaves as ``{"error": {"code": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import math
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from coverlookup import __version__
+from coverlookup.errors import (
+    CoordinateError,
+    CoverlookupError,
+    FetchError,
+    GeocodingError,
+    NotFoundError,
+    SnapshotError,
+    SpecError,
+    UsageError,
+)
+from coverlookup.service import (
+    FILTERS,
+    LookupService,
+    NotAvailableError,
+    NotReadyError,
+    Query,
+    parse_number,
+    snapshot_age_s,
+)
+
+log = logging.getLogger(__name__)
+
+# The only error → HTTP status table. First matching class wins, so subclasses come first.
+ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (CoordinateError, 400),
+    (UsageError, 400),
+    (SpecError, 400),
+    (NotFoundError, 404),
+    (GeocodingError, 422),
+    (NotAvailableError, 501),
+    (FetchError, 502),
+    (NotReadyError, 503),
+    (SnapshotError, 503),
+    (CoverlookupError, 500),
+)
+
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
+LOOKUP_PARAMS = frozenset({"lat", "lon", "address", "nearest_km", *FILTERS})
+LIST_PARAMS = frozenset({"limit", "offset"})
+MAX_PAGE = 10_000
+
+SERVICE = web.AppKey("service", LookupService)
+METRICS = web.AppKey("metrics", "Metrics")
+CONFIG = web.AppKey("config", "WebConfig")
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    refresh_s: float | None = None
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+def status_for(exc: BaseException) -> int:
+    for cls, status in ERROR_STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    400: "bad_request",
+}
+
+
+def _from_http_exception(exc: web.HTTPException) -> web.Response:
+    if exc.status < 400:
+        return exc  # redirects and the like pass through
+    code = _HTTP_CODES.get(exc.status, "http_error")
+    message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    if exc.status == 404:
+        message = "no such endpoint; see /openapi.json"
+    elif exc.status == 405:
+        message = f"method not allowed; allowed: {exc.headers.get('Allow', '')}"
+    response = error_response(exc.status, code, message)
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+_HIST = "coverlookup_http_request_duration_seconds"
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """Request counts by route and status and a latency histogram, in Prometheus text format."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        self.latency: dict[str, list[int]] = {}  # per route: counts per bucket, then +Inf
+        self.latency_sum: dict[str, float] = {}
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        key = (route, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        counts = self.latency.get(route)
+        if counts is None:
+            counts = self.latency[route] = [0] * (len(_BUCKETS) + 1)
+            self.latency_sum[route] = 0.0
+        counts[bisect.bisect_left(_BUCKETS, seconds)] += 1
+        self.latency_sum[route] += seconds
+
+    def render(self, service: LookupService) -> str:
+        out: list[str] = []
+        add = out.append
+        add("# HELP coverlookup_http_requests_total HTTP requests by route and status.")
+        add("# TYPE coverlookup_http_requests_total counter")
+        for (route, status), n in sorted(self.requests.items()):
+            add(f'coverlookup_http_requests_total{{route="{_esc(route)}",status="{status}"}} {n}')
+        add("# HELP coverlookup_http_request_duration_seconds Time to answer, by route.")
+        add("# TYPE coverlookup_http_request_duration_seconds histogram")
+        for route, counts in sorted(self.latency.items()):
+            label = f'route="{_esc(route)}"'
+            running = 0
+            for bound, n in zip((*_BUCKETS, math.inf), counts, strict=True):
+                running += n
+                le = "+Inf" if bound == math.inf else repr(bound)
+                add(f'{_HIST}_bucket{{{label},le="{le}"}} {running}')
+            total = self.latency_sum[route]
+            add(f"{_HIST}_sum{{{label}}} {total:.6f}")
+            add(f"{_HIST}_count{{{label}}} {running}")
+        state = service.refresh_state
+        gauges: list[tuple[str, str, str, float]] = [
+            ("coverlookup_ready", "gauge", "1 once an index is loaded.", int(service.ready)),
+            ("coverlookup_refreshes_total", "counter", "Successful refreshes.", state.refreshes),
+            ("coverlookup_refresh_failures_total", "counter", "Failed refreshes.", state.failures),
+        ]
+        if service.ready:
+            index = service.index
+            stats = index.stats()
+            for name in ("servers", "entries", "geometries"):
+                if isinstance(stats.get(name), (int, float)):
+                    gauges.append(
+                        (f"coverlookup_index_{name}", "gauge", f"Indexed {name}.", stats[name])
+                    )
+            age = snapshot_age_s(index)
+            if age is not None:
+                gauges.append(
+                    ("coverlookup_snapshot_age_seconds", "gauge", "Age of the snapshot.", age)
+                )
+        for name, kind, help_text, value in gauges:
+            add(f"# HELP {name} {help_text}")
+            add(f"# TYPE {name} {kind}")
+            add(f"{name} {value}")
+        return "\n".join(out) + "\n"
+
+
+def _esc(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+# --- middleware -----------------------------------------------------------------------------------
+
+
+@web.middleware
+async def _middleware(
+    request: web.Request, handler: Callable[[web.Request], Any]
+) -> web.StreamResponse:
+    start = time.perf_counter()
+    config = request.app[CONFIG]
+    origin = request.headers.get("Origin") if config.cors_origins else None
+    allowed_origin = _allowed_origin(origin, config.cors_origins) if origin else None
+    if request.method == "OPTIONS" and allowed_origin:
+        response: web.StreamResponse = web.Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+    else:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            response = _from_http_exception(exc)
+        except CoverlookupError as exc:
+            response = error_response(status_for(exc), exc.code, str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unexpected error answering %s %s", request.method, request.path_qs)
+            response = error_response(500, "internal", "internal error; it has been logged")
+    if allowed_origin:
+        response.headers["Access-Control-Allow-Origin"] = allowed_origin
+        response.headers["Vary"] = "Origin"
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    request.app[METRICS].observe(route, response.status, time.perf_counter() - start)
+    return response
+
+
+def _allowed_origin(origin: str, allowed: tuple[str, ...]) -> str | None:
+    if "*" in allowed:
+        return "*"
+    return origin if origin in allowed else None
+
+
+# --- handlers -------------------------------------------------------------------------------------
+
+
+def _json(data: Any, *, status: int = 200, content_type: str = "application/json") -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(data), content_type=content_type)
+
+
+def _params(request: web.Request, allowed: frozenset[str]) -> dict[str, str]:
+    """Query parameters as a dict; unknown or repeated names are a 400."""
+    out: dict[str, str] = {}
+    for key, value in request.query.items():
+        if key not in allowed:
+            raise UsageError(f"unknown parameter {key!r}; allowed: {', '.join(sorted(allowed))}")
+        if key in out:
+            raise UsageError(f"parameter {key!r} given more than once")
+        out[key] = value
+    return out
+
+
+def _nearest_km(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_number(text, "nearest_km")
+    except CoordinateError as exc:
+        raise UsageError(str(exc)) from None
+
+
+async def handle_lookup(request: web.Request) -> web.Response:
+    params = _params(request, LOOKUP_PARAMS)
+    service = request.app[SERVICE]
+    filters = {name: params.get(name) for name in FILTERS}
+    nearest_km = _nearest_km(params.get("nearest_km"))
+    if "address" in params:
+        if "lat" in params or "lon" in params:
+            raise UsageError("give either address or lat and lon, not both")
+        return _json(service.lookup_address(params["address"], nearest_km=nearest_km, **filters))
+    lat = parse_number(params.get("lat"), "lat")
+    lon = parse_number(params.get("lon"), "lon")
+    query = Query.make(lat, lon, nearest_km=nearest_km, **filters)
+    return _json(service.lookup(query))
+
+
+async def handle_batch(request: web.Request) -> web.Response:
+    limit = request.app[CONFIG].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    await request.read()  # bounded by client_max_size: a chunked body over the limit is a 413
+    raise NotAvailableError(
+        "batch lookups are not available in this version; send one GET /v1/lookup per point"
+    )
+
+
+def _page(request: web.Request) -> tuple[int, int]:
+    params = _params(request, LIST_PARAMS)
+    values = {}
+    for name, default, high in (("limit", 1000, MAX_PAGE), ("offset", 0, None)):
+        text = params.get(name)
+        if text is None:
+            values[name] = default
+            continue
+        if not text.isdigit() or len(text) > 9:
+            raise UsageError(f"{name} must be a non-negative integer, got {text[:40]!r}")
+        values[name] = int(text)
+        if high is not None and not 1 <= values[name] <= high:
+            raise UsageError(f"{name} must be between 1 and {high}")
+    return values["limit"], values["offset"]
+
+
+async def handle_servers(request: web.Request) -> web.Response:
+    limit, offset = _page(request)
+    return _json(request.app[SERVICE].servers(limit=limit, offset=offset))
+
+
+async def handle_server(request: web.Request) -> web.Response:
+    _params(request, frozenset())
+    return _json(request.app[SERVICE].server(request.match_info["server_id"]))
+
+
+async def handle_entry(request: web.Request) -> web.Response:
+    _params(request, frozenset())
+    return _json(request.app[SERVICE].entry(request.match_info["entry_key"]))
+
+
+async def handle_entry_geojson(request: web.Request) -> web.Response:
+    _params(request, frozenset())
+    feature = request.app[SERVICE].index.entry_geojson(request.match_info["entry_key"])
+    return _json(feature, content_type="application/geo+json")
+
+
+async def handle_status(request: web.Request) -> web.Response:
+    _params(request, frozenset())
+    return _json(request.app[SERVICE].status())
+
+
+async def handle_healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def handle_readyz(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    if not service.ready:
+        return error_response(503, "not_ready", "no coverage index is loaded yet")
+    return _json({"status": "ready", "snapshot": service.index.snapshot_id})
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    text = request.app[METRICS].render(request.app[SERVICE])
+    response = web.Response(body=text.encode("utf-8"))
+    response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+    return response
+
+
+async def handle_openapi(request: web.Request) -> web.Response:
+    return _json(openapi())
+
+
+ROUTES: tuple[tuple[str, str, Callable[[web.Request], Any]], ...] = (
+    ("GET", "/v1/lookup", handle_lookup),
+    ("POST", "/v1/lookup/batch", handle_batch),
+    ("GET", "/v1/servers", handle_servers),
+    ("GET", "/v1/servers/{server_id}", handle_server),
+    # Entry keys are URLs with a fragment: clients percent-encode them ("/" → %2F, "#" → %23).
+    ("GET", "/v1/entries/{entry_key:.+}/geojson", handle_entry_geojson),
+    ("GET", "/v1/entries/{entry_key:.+}", handle_entry),
+    ("GET", "/v1/status", handle_status),
+    ("GET", "/healthz", handle_healthz),
+    ("GET", "/readyz", handle_readyz),
+    ("GET", "/metrics", handle_metrics),
+    ("GET", "/openapi.json", handle_openapi),
+)
+
+
+# --- the application ------------------------------------------------------------------------------
+
+
+def create_app(
+    service: LookupService,
+    *,
+    cors_origins: Iterable[str] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    refresh_s: float | None = None,
+) -> web.Application:
+    """The aiohttp application over ``service``.
+
+    With ``refresh_s`` (and a service that has a loader) a background task refreshes the index
+    every ``refresh_s`` seconds; a service with a loader but no index yet is loaded at startup.
+    """
+    if refresh_s is not None and refresh_s <= 0:
+        raise UsageError("refresh interval must be above 0 seconds")
+    app = web.Application(middlewares=[_middleware], client_max_size=max_body_bytes)
+    app[SERVICE] = service
+    app[METRICS] = Metrics()
+    app[CONFIG] = WebConfig(
+        cors_origins=tuple(cors_origins), max_body_bytes=max_body_bytes, refresh_s=refresh_s
+    )
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    app.cleanup_ctx.append(_background)
+    return app
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    service, config = app[SERVICE], app[CONFIG]
+    tasks: list[asyncio.Task[None]] = []
+    if service.loader is not None and (not service.ready or config.refresh_s):
+        tasks.append(asyncio.create_task(_keep_fresh(service, config.refresh_s)))
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _keep_fresh(service: LookupService, refresh_s: float | None) -> None:
+    delay = 1.0
+    while not service.ready:  # first load: retry with backoff until something serves
+        if await service.refresh():
+            break
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, refresh_s or 60.0)
+    if refresh_s:
+        await service.refresh_forever(refresh_s)
+
+
+# --- running --------------------------------------------------------------------------------------
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    shutdown_timeout: float = 10.0,
+    announce: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting, finish requests in flight and return."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(
+        runner, host, port, reuse_port=reuse_port or None, shutdown_timeout=shutdown_timeout
+    )
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        addresses = [f"http://{_hostport(s)}" for s in _bound(runner)]
+        if announce is not None:
+            announce(", ".join(addresses))
+        await stop.wait()
+        log.info("stopping: finishing requests in flight")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+
+
+def _bound(runner: web.AppRunner) -> list[Any]:
+    out = []
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        for sock in getattr(server, "sockets", None) or ():
+            out.append(sock.getsockname())
+    return out
+
+
+def _hostport(name: Any) -> str:
+    host, port = name[0], name[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    snapshot: str | None = None
+    seeds: tuple[str, ...] = ()
+    refresh_s: float | None = None
+    workers: int = 1
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    crawl_options: tuple[tuple[str, Any], ...] = ()
+
+
+def build_service(options: ServeOptions) -> LookupService:
+    from coverlookup.service import crawl_loader, load_index
+
+    if options.seeds:
+        loader = crawl_loader(
+            list(options.seeds), snapshot_root=options.snapshot, **dict(options.crawl_options)
+        )
+        index = None
+        if options.snapshot is not None:
+            # Serve the last snapshot at once if there is one; the crawl refreshes it.
+            with contextlib.suppress(SnapshotError):
+                index = load_index(options.snapshot)
+        return LookupService(index, loader=loader, source="seeds: " + " ".join(options.seeds))
+    index = load_index(options.snapshot)
+    return LookupService(index, source=options.snapshot or "demo")
+
+
+def run_worker(options: ServeOptions, announce: bool = True) -> None:
+    """One serving process (also the whole server when ``workers`` is 1)."""
+    service = build_service(options)
+    app = create_app(
+        service,
+        cors_origins=options.cors_origins,
+        max_body_bytes=options.max_body_bytes,
+        refresh_s=options.refresh_s,
+    )
+    what = (
+        f"snapshot {service.index.snapshot_id}"
+        if service.ready
+        else "no index yet (first crawl running)"
+    )
+
+    def say(addresses: str) -> None:
+        if announce:
+            print(
+                f"coverlookup: serving {what} on {addresses} (pid {os.getpid()})", file=sys.stderr
+            )
+            sys.stderr.flush()
+
+    asyncio.run(
+        serve(app, options.host, options.port, reuse_port=options.workers > 1, announce=say)
+    )
+
+
+def run(options: ServeOptions) -> int:
+    """Serve in this process, or in ``workers`` processes sharing the port (SO_REUSEPORT)."""
+    if options.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if options.workers == 1:
+        run_worker(options)
+        return 0
+    if options.port == 0:
+        raise UsageError("--workers above 1 needs an explicit --port (the processes share it)")
+    if not hasattr(__import__("socket"), "SO_REUSEPORT"):
+        raise UsageError("--workers above 1 needs SO_REUSEPORT, which this system lacks")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=run_worker, args=(options,), daemon=False)
+        for _ in range(options.workers)
+    ]
+    for proc in procs:
+        proc.start()
+    stopping = False
+
+    def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGTERM)
+
+    old = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = _wait_workers(procs, lambda: stopping, forward)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return code
+
+
+def _wait_workers(
+    procs: Sequence[multiprocessing.process.BaseProcess],
+    stopping: Callable[[], bool],
+    stop_all: Callable[[int, Any], None],
+) -> int:
+    from multiprocessing.connection import wait
+
+    code = 0
+    alive = list(procs)
+    while alive:
+        wait([p.sentinel for p in alive])
+        for proc in [p for p in alive if not p.is_alive()]:
+            alive.remove(proc)
+            if proc.exitcode not in (0, -signal.SIGTERM) and not stopping():
+                log.error("worker %s exited with %s; stopping the others", proc.pid, proc.exitcode)
+                code = 1
+                stop_all(signal.SIGTERM, None)
+    return code
+
+
+# --- OpenAPI --------------------------------------------------------------------------------------
+
+
+def _param(
+    name: str, where: str, schema: dict[str, Any], description: str, *, required: bool = False
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": required,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_ERROR_REF = {"$ref": "#/components/responses/Error"}
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 description of every endpoint."""
+    num = {"type": "number"}
+    text = {"type": "string"}
+    filters = [
+        _param(
+            "commodity", "query", text, "only entries with this commodity type (e.g. electricity)"
+        ),
+        _param("capability", "query", text, "only entries offering this capability (e.g. oauth)"),
+        _param("infrastructure", "query", text, "only entries with this infrastructure type"),
+        _param("type", "query", text, "only entries of this type (geographic, dataset)"),
+    ]
+    json_ok = lambda ref, desc: {  # noqa: E731
+        "description": desc,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+    errors = {"400": _ERROR_REF, "404": _ERROR_REF, "503": _ERROR_REF}
+    key_param = _param(
+        "entry_key",
+        "path",
+        text,
+        "the entry key '<metadata_url>#<id>', percent-encoded",
+        required=True,
+    )
+    paging = [
+        _param(
+            "limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "page size"
+        ),
+        _param("offset", "query", {"type": "integer", "minimum": 0}, "first item"),
+    ]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "coverlookup",
+            "version": __version__,
+            "description": "Which utilities and energy entities serve a location, from CDS "
+            "server metadata and Open Energy data set metadata.",
+        },
+        "paths": {
+            "/v1/lookup": {
+                "get": {
+                    "summary": "Entries whose territory contains a point (or an address)",
+                    "parameters": [
+                        _param(
+                            "lat",
+                            "query",
+                            {**num, "minimum": -90, "maximum": 90},
+                            "latitude, WGS 84",
+                        ),
+                        _param(
+                            "lon",
+                            "query",
+                            {**num, "minimum": -180, "maximum": 180},
+                            "longitude, WGS 84",
+                        ),
+                        _param(
+                            "address",
+                            "query",
+                            text,
+                            "an address instead of lat/lon (501 in this version)",
+                        ),
+                        _param(
+                            "nearest_km",
+                            "query",
+                            {**num, "exclusiveMinimum": 0, "maximum": 500},
+                            "if nothing matches, list territories this close in 'nearest'",
+                        ),
+                        *filters,
+                    ],
+                    "responses": {
+                        "200": json_ok("LookupAnswer", "matches, smallest territory first"),
+                        "501": _ERROR_REF,
+                        **errors,
+                    },
+                }
+            },
+            "/v1/lookup/batch": {
+                "post": {
+                    "summary": "Many lookups at once (CSV or JSON; 501 in this version)",
+                    "requestBody": {"content": {"text/csv": {}, "application/json": {}}},
+                    "responses": {"413": _ERROR_REF, "501": _ERROR_REF, "400": _ERROR_REF},
+                }
+            },
+            "/v1/servers": {
+                "get": {
+                    "summary": "Servers (CDS metadata documents) in the snapshot",
+                    "parameters": paging,
+                    "responses": {"200": json_ok("ServerList", "one page of servers"), **errors},
+                }
+            },
+            "/v1/servers/{server_id}": {
+                "get": {
+                    "summary": "One server and its entries",
+                    "parameters": [_param("server_id", "path", text, "Server id", required=True)],
+                    "responses": {"200": json_ok("ServerDetail", "the server"), **errors},
+                }
+            },
+            "/v1/entries/{entry_key}": {
+                "get": {
+                    "summary": "One coverage entry",
+                    "parameters": [key_param],
+                    "responses": {"200": json_ok("Entry", "the entry"), **errors},
+                }
+            },
+            "/v1/entries/{entry_key}/geojson": {
+                "get": {
+                    "summary": "The indexed territory of an entry as a GeoJSON Feature",
+                    "parameters": [key_param],
+                    "responses": {
+                        "200": {
+                            "description": "GeoJSON Feature",
+                            "content": {"application/geo+json": {}},
+                        },
+                        **errors,
+                    },
+                }
+            },
+            "/v1/status": {
+                "get": {
+                    "summary": "Snapshot id and age, counts, refresh state, sources with problems",
+                    "responses": {"200": json_ok("Status", "status")},
+                }
+            },
+            "/healthz": {
+                "get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: 200 once an index is loaded",
+                    "responses": {"200": {"description": "ready"}, "503": _ERROR_REF},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "text exposition format",
+                            "content": {"text/plain": {}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3.1"}},
+                }
+            },
+        },
+        "components": {
+            "responses": {
+                "Error": {
+                    "description": "an error",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                }
+            },
+            "schemas": _SCHEMAS,
+        },
+    }
+
+
+_STR_LIST = {"type": "array", "items": {"type": "string"}}
+_NULLABLE_STR = {"type": ["string", "null"]}
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "Match": {
+        "type": "object",
+        "required": ["key", "id", "type", "entity", "commodity_types", "capabilities"],
+        "properties": {
+            "key": {"type": "string"},
+            "id": {"type": "string"},
+            "name": _NULLABLE_STR,
+            "type": {"type": "string"},
+            "entity": {
+                "type": "object",
+                "properties": {
+                    k: _NULLABLE_STR
+                    for k in (
+                        "name",
+                        "abbreviation",
+                        "metadata_url",
+                        "website",
+                        "documentation",
+                        "support",
+                    )
+                },
+            },
+            "role": _NULLABLE_STR,
+            "country": _NULLABLE_STR,
+            "commodity_types": _STR_LIST,
+            "infrastructure_types": _STR_LIST,
+            "capabilities": _STR_LIST,
+            "links": {"type": "object", "additionalProperties": {"type": "string"}},
+            "boundary_distance_m": {"type": ["number", "null"]},
+            "distance_m": {"type": "number"},
+            "updated": _NULLABLE_STR,
+        },
+    },
+    "LookupAnswer": {
+        "type": "object",
+        "required": ["query", "matches", "snapshot"],
+        "properties": {
+            "query": {"type": "object"},
+            "matches": {"type": "array", "items": {"$ref": "#/components/schemas/Match"}},
+            "nearest": {"type": "array", "items": {"$ref": "#/components/schemas/Match"}},
+            "snapshot": {
+                "type": "object",
+                "properties": {"id": {"type": "string"}, "created": {"type": "string"}},
+            },
+        },
+    },
+    "Server": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "metadata_url": {"type": "string"},
+            "name": _NULLABLE_STR,
+            "shape": {"type": "string"},
+        },
+    },
+    "ServerList": {
+        "type": "object",
+        "properties": {
+            "servers": {"type": "array", "items": {"$ref": "#/components/schemas/Server"}},
+            "total": {"type": "integer"},
+            "offset": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "next_offset": {"type": ["integer", "null"]},
+        },
+    },
+    "ServerDetail": {
+        "allOf": [
+            {"$ref": "#/components/schemas/Server"},
+            {
+                "type": "object",
+                "properties": {"entries": {"type": "array", "items": {"type": "object"}}},
+            },
+        ]
+    },
+    "Entry": {
+        "type": "object",
+        "properties": {
+            "key": {"type": "string"},
+            "id": {"type": "string"},
+            "type": {"type": "string"},
+            "server_id": {"type": "string"},
+        },
+    },
+    "Status": {
+        "type": "object",
+        "properties": {
+            "ready": {"type": "boolean"},
+            "snapshot": {"type": "object"},
+            "counts": {"type": "object"},
+            "refresh": {"type": "object"},
+            "sources_with_problems": {"type": "array"},
+        },
+    },
+}
