@@ -18,8 +18,9 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
+from coverlookup.fields import Reader, check_url, parse_datetime, type_name
 from coverlookup.findings import FindingList, pointer
 from coverlookup.model import (
     COMMODITY_TYPES,
@@ -76,9 +77,6 @@ _ENTRY_KNOWN = frozenset(
 )
 _LISTING_KNOWN = frozenset({"coverage_entries", "next", "previous"})
 
-_DATETIME = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:?\d{2})?$"
-)
 _MIME = re.compile(r"^[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*(\s*;.*)?$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
@@ -127,188 +125,6 @@ def detect_server_shape(value: Mapping[str, Any]) -> str:
     return SHAPE_2025
 
 
-# --- small typed readers ------------------------------------------------------------------------
-
-
-class _Reader:
-    """Reads fields of one JSON object, recording findings against its pointer."""
-
-    def __init__(self, obj: Mapping[str, Any], base: str, found: FindingList, url: str):
-        self.obj = obj
-        self.base = base
-        self.found = found
-        self.url = url
-
-    def ptr(self, *parts: str | int) -> str:
-        return self.base + pointer(*parts)
-
-    def require(self, names: Iterable[str], what: str) -> None:
-        for name in names:
-            if name not in self.obj:
-                self.found.error(
-                    self.ptr(name),
-                    "missing-field",
-                    f"{what} is missing the REQUIRED '{name}' field",
-                )
-
-    def string(self, name: str, *, nullable: bool = False) -> str | None:
-        value = self.obj.get(name)
-        if value is None:
-            if name in self.obj and not nullable:
-                self.found.error(
-                    self.ptr(name), "wrong-type", f"'{name}' is null, expected a string"
-                )
-            return None
-        if not isinstance(value, str):
-            self.found.error(
-                self.ptr(name),
-                "wrong-type",
-                f"'{name}' must be a string, got {_type_name(value)}",
-            )
-            return None
-        if not value.strip():
-            self.found.warning(self.ptr(name), "empty-string", f"'{name}' is an empty string")
-        return value
-
-    def datetime(self, name: str) -> str | None:
-        value = self.string(name)
-        if value is not None and _parse_datetime(value) is None:
-            self.found.warning(
-                self.ptr(name),
-                "bad-datetime",
-                f"'{name}' is {value!r}, not an RFC 3339 / ISO 8601 date-time "
-                "(e.g. 2024-01-01T00:00:00Z)",
-            )
-        return value
-
-    def url_field(self, name: str, *, nullable: bool = False) -> str | None:
-        value = self.string(name, nullable=nullable)
-        if value is None:
-            return None
-        return check_url(value, self.ptr(name), self.found, self.url, field=name)
-
-    def string_list(self, name: str) -> tuple[str, ...]:
-        value = self.obj.get(name)
-        if value is None:
-            if name in self.obj:
-                self.found.error(
-                    self.ptr(name), "wrong-type", f"'{name}' is null, expected an array"
-                )
-            return ()
-        if not isinstance(value, list):
-            self.found.error(
-                self.ptr(name), "wrong-type", f"'{name}' must be an array, got {_type_name(value)}"
-            )
-            return ()
-        out: list[str] = []
-        for i, item in enumerate(value):
-            if not isinstance(item, str):
-                self.found.error(
-                    self.ptr(name, i),
-                    "wrong-type",
-                    f"'{name}' items must be strings, got {_type_name(item)}",
-                )
-            elif item in out:
-                self.found.warning(
-                    self.ptr(name, i), "duplicate-value", f"{item!r} is listed twice in '{name}'"
-                )
-            else:
-                out.append(item)
-        return tuple(out)
-
-    def enum_list(self, name: str, known: frozenset[str], what: str) -> tuple[str, ...]:
-        values = self.string_list(name)
-        raw = self.obj.get(name) if isinstance(self.obj.get(name), list) else []
-        for item in values:
-            if item not in known:
-                index = raw.index(item)
-                self.found.notice(
-                    self.ptr(name, index),
-                    "unknown-enum",
-                    f"unknown {what} {item!r} (kept; clients ignore unknown values)",
-                )
-        return values
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _parse_datetime(value: str) -> dt.datetime | None:
-    match = _DATETIME.match(value)
-    if not match:
-        return None
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    try:
-        # RFC 3339 allows a leap second (60); clamp it so datetime accepts the rest of the value.
-        parsed = dt.datetime(year, month, day, hour, minute, min(second, 59))
-    except ValueError:
-        return None
-    offset = match.group(8)
-    if offset and offset not in ("Z", "z"):
-        sign = 1 if offset[0] == "+" else -1
-        digits = offset[1:].replace(":", "")
-        delta = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-        return parsed.replace(tzinfo=dt.timezone(sign * delta))
-    return parsed.replace(tzinfo=dt.timezone.utc)
-
-
-def check_url(
-    value: str, ptr: str, found: FindingList, base: str | None, *, field: str
-) -> str | None:
-    """Validate a URL field; return it absolute (resolved against ``base``) or None if unusable."""
-    stripped = value.strip()
-    try:
-        parts = urlsplit(stripped)
-    except ValueError:
-        found.error(ptr, "bad-url", f"'{field}' is not a valid URL: {value!r}")
-        return None
-    if any(ch.isspace() for ch in stripped) or not stripped:
-        found.error(ptr, "bad-url", f"'{field}' is not a valid URL: {value!r}")
-        return None
-    if not parts.scheme:
-        if base and urlsplit(base).scheme in ("http", "https", "file"):
-            resolved = urljoin(base, stripped)
-            found.warning(
-                ptr,
-                "relative-url",
-                f"'{field}' is a relative URL {value!r}; read as {resolved}",
-            )
-            return resolved
-        found.error(ptr, "bad-url", f"'{field}' is not an absolute URL: {value!r}")
-        return None
-    if parts.scheme not in ("http", "https"):
-        found.error(
-            ptr,
-            "bad-url-scheme",
-            f"'{field}' uses the {parts.scheme!r} scheme; only https (or http) URLs can be used",
-        )
-        return None
-    if not parts.hostname:
-        found.error(ptr, "bad-url", f"'{field}' has no host: {value!r}")
-        return None
-    try:
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
-        found.error(ptr, "bad-url", f"'{field}' has an invalid port: {value!r}")
-        return None
-    if parts.scheme == "http":
-        found.warning(ptr, "not-https", f"'{field}' is not an https URL: {value}")
-    return stripped
-
-
 # --- servers ------------------------------------------------------------------------------------
 
 
@@ -323,11 +139,11 @@ def parse_server(value: Any, url: str) -> tuple[Server | None, FindingList]:
         found.error(
             "",
             "not-an-object",
-            f"a metadata document must be a JSON object, got {_type_name(value)}",
+            f"a metadata document must be a JSON object, got {type_name(value)}",
         )
         return None, found
     shape = detect_server_shape(value)
-    r = _Reader(value, "", found, url)
+    r = Reader(value, "", found, url)
     required = _SERVER_FIELDS_COMMON + (_SERVER_TYPE_FIELDS if shape == SHAPE_2023 else ())
     r.require(required, "the metadata document")
 
@@ -376,7 +192,7 @@ def parse_server(value: Any, url: str) -> tuple[Server | None, FindingList]:
             found.error(
                 "/related_metadata",
                 "wrong-type",
-                f"'related_metadata' must be an array of URLs, got {_type_name(raw)}",
+                f"'related_metadata' must be an array of URLs, got {type_name(raw)}",
             )
         else:
             for i, item in enumerate(raw):
@@ -385,7 +201,7 @@ def parse_server(value: Any, url: str) -> tuple[Server | None, FindingList]:
                     found.error(
                         ptr,
                         "wrong-type",
-                        f"related_metadata items must be URL strings, got {_type_name(item)}",
+                        f"related_metadata items must be URL strings, got {type_name(item)}",
                     )
                     continue
                 resolved = check_url(item, ptr, found, url, field="related_metadata")
@@ -440,7 +256,7 @@ def parse_server(value: Any, url: str) -> tuple[Server | None, FindingList]:
 def _check_order(created: str | None, updated: str | None, base: str, found: FindingList) -> None:
     if not created or not updated:
         return
-    c, u = _parse_datetime(created), _parse_datetime(updated)
+    c, u = parse_datetime(created), parse_datetime(updated)
     if c and u and u < c:
         found.warning(
             base + "/updated",
@@ -461,10 +277,10 @@ def parse_coverage_page(
         found.error(
             "",
             "not-an-object",
-            f"a coverage listing must be a JSON object, got {_type_name(value)}",
+            f"a coverage listing must be a JSON object, got {type_name(value)}",
         )
         return None, found
-    r = _Reader(value, "", found, url)
+    r = Reader(value, "", found, url)
     r.require(("coverage_entries", "next", "previous"), "the coverage listing")
     links: dict[str, str | None] = {}
     for name in ("next", "previous"):
@@ -475,7 +291,7 @@ def parse_coverage_page(
             found.error(
                 pointer(name),
                 "wrong-type",
-                f"'{name}' must be null or a URL, got {_type_name(item)}",
+                f"'{name}' must be null or a URL, got {type_name(item)}",
             )
             links[name] = None
         else:
@@ -494,7 +310,7 @@ def parse_coverage_page(
         found.error(
             "/coverage_entries",
             "wrong-type",
-            f"'coverage_entries' must be an array, got {_type_name(raw_entries)}",
+            f"'coverage_entries' must be an array, got {type_name(raw_entries)}",
         )
         raw_entries = []
     seen: dict[str, int] = {}
@@ -525,7 +341,7 @@ def _check_newest_first(raw_entries: list[Any], found: FindingList) -> None:
     for i, raw in enumerate(raw_entries):
         if not isinstance(raw, dict) or not isinstance(raw.get("updated"), str):
             continue
-        current = _parse_datetime(raw["updated"])
+        current = parse_datetime(raw["updated"])
         if current is None:
             continue
         if previous is not None and current > previous:
@@ -546,10 +362,10 @@ def parse_entry(
     base = pointer("coverage_entries", index)
     if not isinstance(raw, dict):
         found.error(
-            base, "not-an-object", f"coverage entry must be an object, got {_type_name(raw)}"
+            base, "not-an-object", f"coverage entry must be an object, got {type_name(raw)}"
         )
         return None
-    r = _Reader(raw, base, found, url)
+    r = Reader(raw, base, found, url)
     entry_type_raw = raw.get("type")
     legacy = entry_type_raw if entry_type_raw in LEGACY_ENTRY_TYPES else None
     r.require(_ENTRY_REQUIRED_2023 if legacy else _ENTRY_REQUIRED_2025, "the coverage entry")
@@ -565,7 +381,7 @@ def parse_entry(
             found.error(
                 base + "/id",
                 "wrong-type",
-                f"'id' must be a non-empty string, got {_type_name(entry_id)}",
+                f"'id' must be a non-empty string, got {type_name(entry_id)}",
             )
         found.error(base, "entry-skipped", "coverage entry has no usable 'id' and is skipped")
         return None

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from coverlookup.cds import _type_name, check_url
+from coverlookup.fields import check_url, type_name
 from coverlookup.findings import FindingList, pointer
 from coverlookup.model import DATASET, SHAPE_OPEN_ENERGY, DatasetInfo, Entry, Server
 
@@ -60,7 +60,7 @@ def parse_open_energy(value: Any, url: str) -> tuple[Server | None, list[Entry],
         found.error(
             "",
             "not-a-list",
-            f"Open Energy metadata must be a list of data sets, got {_type_name(value)}",
+            f"Open Energy metadata must be a list of data sets, got {type_name(value)}",
         )
         return None, [], found
     if not value:
@@ -89,7 +89,7 @@ def parse_open_energy(value: Any, url: str) -> tuple[Server | None, list[Entry],
 def _parse_dataset(item: Any, index: int, url: str, found: FindingList) -> Entry | None:
     base = pointer(index)
     if not isinstance(item, dict):
-        found.error(base, "not-an-object", f"data set must be an object, got {_type_name(item)}")
+        found.error(base, "not-an-object", f"data set must be an object, got {type_name(item)}")
         return None
     for key in item:
         if key not in _KNOWN_TOP:
@@ -104,7 +104,7 @@ def _parse_dataset(item: Any, index: int, url: str, found: FindingList) -> Entry
             found.error(
                 base + "/content",
                 "wrong-type",
-                f"'content' must be an object, got {_type_name(content)}",
+                f"'content' must be an object, got {type_name(content)}",
             )
         found.error(base, "entry-skipped", "data set without usable content is skipped")
         return None
@@ -122,7 +122,7 @@ def _parse_dataset(item: Any, index: int, url: str, found: FindingList) -> Entry
             found.error(
                 cbase + pointer(key),
                 "wrong-type",
-                f"'{key}' must be a string, got {_type_name(val)}",
+                f"'{key}' must be a string, got {type_name(val)}",
             )
             continue
         values[term] = str(val)
@@ -178,14 +178,14 @@ def _parse_access(raw: Any, base: str, found: FindingList, present: bool) -> lis
         return []
     if not isinstance(raw, list):
         found.error(
-            base + "/access", "wrong-type", f"'access' must be a list, got {_type_name(raw)}"
+            base + "/access", "wrong-type", f"'access' must be a list, got {type_name(raw)}"
         )
         return []
     rules = []
     for i, rule in enumerate(raw):
         ptr = base + pointer("access", i)
         if not isinstance(rule, dict):
-            found.error(ptr, "wrong-type", f"access rule must be an object, got {_type_name(rule)}")
+            found.error(ptr, "wrong-type", f"access rule must be an object, got {type_name(rule)}")
             continue
         if not isinstance(rule.get("rule"), str):
             found.error(ptr + "/rule", "missing-field", "access rule needs a 'rule' string")
@@ -194,7 +194,7 @@ def _parse_access(raw: Any, base: str, found: FindingList, present: bool) -> lis
             found.error(
                 ptr + "/sufficient",
                 "wrong-type",
-                f"'sufficient' must be true or false, got {_type_name(rule['sufficient'])}",
+                f"'sufficient' must be true or false, got {type_name(rule['sufficient'])}",
             )
         rules.append(
             {
@@ -217,7 +217,7 @@ def _parse_transport(
         what = (
             "is missing"
             if "transport" not in item
-            else f"must be an object, got {_type_name(transport)}"
+            else f"must be an object, got {type_name(transport)}"
         )
         found.error(tbase, "missing-transport", f"'transport' {what}")
         return None, {}, None
@@ -230,7 +230,7 @@ def _parse_transport(
         what = (
             "is missing"
             if "http" not in transport
-            else f"must be an object, got {_type_name(http)}"
+            else f"must be an object, got {type_name(http)}"
         )
         found.error(
             tbase + "/http", "missing-transport", f"'transport.http' (an OpenAPI block) {what}"
@@ -262,7 +262,7 @@ def _parse_transport(
 def _parse_representation(raw: Any, base: str, found: FindingList, present: bool) -> str | None:
     rbase = base + "/representation"
     if not isinstance(raw, dict):
-        what = "is missing" if not present else f"must be an object, got {_type_name(raw)}"
+        what = "is missing" if not present else f"must be an object, got {type_name(raw)}"
         found.error(rbase, "missing-field", f"'representation' {what}")
         return None
     mime = raw.get("mime")
@@ -299,7 +299,7 @@ def _parse_spatial(
         spatial, sbase = (spatial[0] if spatial else None), sbase + "/0"
     if not isinstance(spatial, dict):
         found.error(
-            sbase, "wrong-type", f"'dct:spatial' must be an object, got {_type_name(spatial)}"
+            sbase, "wrong-type", f"'dct:spatial' must be an object, got {type_name(spatial)}"
         )
         return None, None
     for term in ("locn:geometry", "dcat:bbox", "dcat:centroid"):
@@ -355,7 +355,7 @@ def _spatial_value(value: Any, ptr: str, term: str, found: FindingList) -> tuple
                 return None, None
             return _check_numbers(coords if isinstance(coords, list) else [], ptr, term, found)
         return "geojson", value
-    found.error(ptr, "wrong-type", f"{term} has an unusable value ({_type_name(value)})")
+    found.error(ptr, "wrong-type", f"{term} has an unusable value ({type_name(value)})")
     return None, None
 
 

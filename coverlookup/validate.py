@@ -13,6 +13,7 @@ import orjson
 
 from coverlookup import cds, openenergy
 from coverlookup.errors import DocumentSyntaxError, UsageError
+from coverlookup.fields import type_name
 from coverlookup.findings import Finding, FindingList, Severity
 from coverlookup.model import CoveragePage, Entry, Server
 
@@ -88,7 +89,7 @@ def validate_value(value: Any, document: str, *, kind: str | None = None) -> Val
         result.findings.extend(_validate_geojson(value, document))
     else:
         found = FindingList(document)
-        what = "an array" if isinstance(value, list) else cds._type_name(value)
+        what = "an array" if isinstance(value, list) else type_name(value)
         found.error(
             "",
             "unknown-document",
