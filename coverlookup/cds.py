@@ -498,3 +498,20 @@ def check_capability_union(server: Server, entries: Iterable[Entry]) -> FindingL
             "do not list (they MUST include the union of the entries' capabilities)",
         )
     return found
+
+
+def coverage_url_with_ids(coverage_url: str, ids: Iterable[str]) -> str:
+    """The coverage URL filtered to ``ids`` (spec 4.2: a space-separated ``ids`` parameter).
+
+    Existing query parameters are kept; an existing ``ids`` is replaced.
+    """
+    from urllib.parse import parse_qsl, quote, urlencode, urlunsplit
+
+    parts = urlsplit(coverage_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "ids"]
+    wanted = [i for i in dict.fromkeys(ids) if i]
+    if any(" " in i for i in wanted):
+        raise ValueError("coverage entry ids containing spaces cannot be filtered by 'ids'")
+    query.append(("ids", " ".join(wanted)))
+    # quote (not quote_plus): the spec's separator is a space, sent as %20.
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))

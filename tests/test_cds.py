@@ -147,3 +147,10 @@ def test_detect_kind():
     assert cds.detect_kind({"type": "FeatureCollection", "features": []}) == "geojson"
     assert cds.detect_kind([1, 2]) == "unknown"
     assert cds.detect_kind("text") == "unknown"
+
+
+def test_coverage_ids_filter_url():
+    url = cds.coverage_url_with_ids("https://a.example/cov?page=2&ids=old", ["b&1", "a", "b&1"])
+    assert url == "https://a.example/cov?page=2&ids=b%261%20a"
+    with pytest.raises(ValueError, match="spaces"):
+        cds.coverage_url_with_ids("https://a.example/cov", ["has space"])
