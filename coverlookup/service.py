@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from coverlookup.errors import CoordinateError, CoverlookupError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from coverlookup.geocoding import Geocoder
     from coverlookup.index import CoverageIndex
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 FILTERS = ("commodity", "capability", "infrastructure", "type")
 MAX_NEAREST_KM = 500.0
 NEAREST_LIMIT = 10
+# Address answers coarser than a street address also list territories this close as candidates:
+# a ZIP or city centroid can sit in a different utility than the house.
+DEFAULT_CANDIDATE_KM = 10.0
+MAX_ADDRESS_CHARS = 1000
 
 # Plain decimal numbers only: float() would also take "nan", "inf", "1_000" and " 12 ".
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
@@ -119,10 +124,14 @@ class LookupService:
         *,
         loader: IndexLoader | None = None,
         source: str = "demo",
+        geocoder: Geocoder | None = None,
+        candidate_km: float = DEFAULT_CANDIDATE_KM,
     ):
         self._index = index
         self.loader = loader
         self.source = source
+        self._geocoder = geocoder
+        self.candidate_km = candidate_km
         self.refresh_state = RefreshState()
         self._refresh_lock = asyncio.Lock()
         self._by_server: tuple[Any, dict[str, list[Any]]] | None = None
@@ -195,10 +204,52 @@ class LookupService:
         answer["snapshot"] = {"id": index.snapshot_id, "created": index.created}
         return answer
 
-    def lookup_address(self, address: str, **_: Any) -> dict[str, Any]:
-        raise NotAvailableError(
-            "address lookups are not available in this version; query with lat and lon"
-        )
+    @property
+    def geocoder(self) -> Geocoder:
+        """The geocoder for addresses (built on first use: the default is the offline one)."""
+        if self._geocoder is None:
+            from coverlookup.geocoding import build_geocoder
+
+            self._geocoder = build_geocoder()
+        return self._geocoder
+
+    def lookup_address(
+        self,
+        address: str,
+        *,
+        nearest_km: float | None = None,
+        index: CoverageIndex | None = None,
+        **filters: str | None,
+    ) -> dict[str, Any]:
+        """Geocode ``address``, then answer as :meth:`lookup` does, plus ``geocode``,
+        ``approximate`` and, when approximate, ``candidates`` within ``candidate_km``.
+
+        Geocoding may block on the network (online providers): async callers run this in a thread.
+        """
+        from coverlookup.geocoding import require_location
+
+        if not isinstance(address, str) or not address.strip():
+            raise UsageError("address must be a non-empty string")
+        if len(address) > MAX_ADDRESS_CHARS:
+            raise UsageError(f"address is {len(address)} characters (limit {MAX_ADDRESS_CHARS})")
+        index = index or self.index
+        location = require_location(self.geocoder, address)
+        query = Query.make(location.lat, location.lon, nearest_km=nearest_km, **filters)
+        answer = self.lookup(query, index=index)
+        answer["query"] = {"address": address, **answer["query"]}
+        answer["geocode"] = location.to_dict()
+        answer["approximate"] = location.approximate
+        candidates: list[dict[str, Any]] = []
+        if location.approximate and self.candidate_km > 0:
+            answer["query"]["candidate_km"] = self.candidate_km
+            inside = {m["key"] for m in answer["matches"]}
+            active = {k: v for k, v in query.filters.items() if v is not None}
+            near = index.nearest(
+                location.lat, location.lon, self.candidate_km, limit=NEAREST_LIMIT, **active
+            )
+            candidates = [m.to_dict() for m in near if m.entry.key not in inside]
+        answer["candidates"] = candidates
+        return answer
 
     def servers(self, *, limit: int = 1000, offset: int = 0) -> dict[str, Any]:
         index = self.index

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import itertools
 import logging
 import math
 import multiprocessing
@@ -16,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,21 +268,98 @@ async def handle_lookup(request: web.Request) -> web.Response:
     if "address" in params:
         if "lat" in params or "lon" in params:
             raise UsageError("give either address or lat and lon, not both")
-        return _json(service.lookup_address(params["address"], nearest_km=nearest_km, **filters))
+        address, index = params["address"], service.index
+        # Geocoding may wait on an online provider (and its rate limiter): keep the loop serving.
+        answer = await asyncio.get_running_loop().run_in_executor(
+            None,
+            lambda: service.lookup_address(address, nearest_km=nearest_km, index=index, **filters),
+        )
+        return _json(answer)
     lat = parse_number(params.get("lat"), "lat")
     lon = parse_number(params.get("lon"), "lon")
     query = Query.make(lat, lon, nearest_km=nearest_km, **filters)
     return _json(service.lookup(query))
 
 
-async def handle_batch(request: web.Request) -> web.Response:
-    limit = request.app[CONFIG].max_body_bytes
+BATCH_PARAMS = frozenset({"format", *FILTERS})
+_BATCH_JSON_ITEMS = 1000
+
+
+async def handle_batch(request: web.Request) -> web.StreamResponse:
+    """CSV in, CSV out (``?format=jsonl`` for JSON Lines); JSON in, JSON out. Streamed."""
+    from coverlookup.batch import FORMATS, BatchRunner, BatchSummary
+
+    config = request.app[CONFIG]
+    params = _params(request, BATCH_PARAMS)
+    filters = {name: params.get(name) for name in FILTERS}
+    Query.make(0.0, 0.0, **filters)  # a bad filter is a 400 before any body is read
+    fmt = params.get("format", "csv")
+    if fmt not in FORMATS:
+        raise UsageError(f"format must be one of {', '.join(FORMATS)}, got {fmt[:40]!r}")
+    limit = config.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    await request.read()  # bounded by client_max_size: a chunked body over the limit is a 413
-    raise NotAvailableError(
-        "batch lookups are not available in this version; send one GET /v1/lookup per point"
+    body = await request.read()  # bounded by client_max_size: a chunked body over it is a 413
+    service = request.app[SERVICE]
+    index = service.index  # one index for the whole batch, even across a refresh
+    runner = BatchRunner(index, geocoder=service.geocoder, filters=filters)
+    loop = asyncio.get_running_loop()
+    response = web.StreamResponse()
+    origin = request.headers.get("Origin")
+    allowed = (
+        _allowed_origin(origin, config.cors_origins) if origin and config.cors_origins else None
     )
+    if allowed:  # the middleware cannot add headers once the stream has started
+        response.headers["Access-Control-Allow-Origin"] = allowed
+        response.headers["Vary"] = "Origin"
+    response.headers["X-Coverlookup-Snapshot"] = index.snapshot_id
+    if request.content_type == "application/json":
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UsageError(f"the body is not JSON: {exc}") from None
+        items = data.get("rows") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise UsageError('a JSON batch is a list of objects (or {"rows": [...]})')
+        results = runner.iter_json(items)
+        response.content_type = "application/json"
+        await response.prepare(request)
+        snapshot = {"id": index.snapshot_id, "created": index.created}
+        await response.write(b'{"snapshot":' + orjson.dumps(snapshot) + b',"results":[')
+        counts = {"rows": 0, "ok": 0, "errors": 0}
+        separator = b""
+        while True:
+            part = await loop.run_in_executor(None, _next_items, results, _BATCH_JSON_ITEMS)
+            if not part:
+                break
+            for item in part:
+                counts["rows"] += 1
+                counts["ok" if item["status"] == "ok" else "errors"] += 1
+            await response.write(separator + b",".join(orjson.dumps(item) for item in part))
+            separator = b","
+        await response.write(b'],"summary":' + orjson.dumps(counts) + b"}")
+        await response.write_eof()
+        return response
+    import io
+
+    summary = BatchSummary()
+    chunks = runner.iter_output(io.BytesIO(body), fmt=fmt, summary=summary)
+    first = await loop.run_in_executor(None, next, chunks, None)
+    response.content_type = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    response.charset = "utf-8"
+    await response.prepare(request)
+    part = first
+    while part is not None:
+        if part:
+            await response.write(part.encode("utf-8"))
+        part = await loop.run_in_executor(None, next, chunks, None)
+    await response.write_eof()
+    log.info("batch: %d rows, %d errors in %.2fs", summary.rows, summary.errors, summary.seconds)
+    return response
+
+
+def _next_items(iterator: Iterator[Any], count: int) -> list[Any]:
+    return list(itertools.islice(iterator, count))
 
 
 def _page(request: web.Request) -> tuple[int, int]:
@@ -656,7 +734,8 @@ def openapi() -> dict[str, Any]:
                             "address",
                             "query",
                             text,
-                            "an address instead of lat/lon (501 in this version)",
+                            "an address instead of lat/lon; the answer adds geocode, "
+                            "approximate and candidates",
                         ),
                         _param(
                             "nearest_km",
@@ -675,9 +754,21 @@ def openapi() -> dict[str, Any]:
             },
             "/v1/lookup/batch": {
                 "post": {
-                    "summary": "Many lookups at once (CSV or JSON; 501 in this version)",
+                    "summary": "Many lookups at once: CSV in, CSV (or ?format=jsonl) out; "
+                    "a JSON list of {lat, lon} / {address} / {zip} objects in, JSON out",
                     "requestBody": {"content": {"text/csv": {}, "application/json": {}}},
-                    "responses": {"413": _ERROR_REF, "501": _ERROR_REF, "400": _ERROR_REF},
+                    "responses": {
+                        "200": {
+                            "description": "one result per input row, in order, streamed",
+                            "content": {
+                                "text/csv": {},
+                                "application/x-ndjson": {},
+                                "application/json": {},
+                            },
+                        },
+                        "413": _ERROR_REF,
+                        "400": _ERROR_REF,
+                    },
                 }
             },
             "/v1/servers": {
