@@ -132,6 +132,15 @@ def _add_lookup(sub: argparse._SubParsersAction) -> None:
         metavar="KM",
         help="when nothing matches, list territories within KM",
     )
+    _add_geocoder_options(p)
+    p.add_argument(
+        "--candidate-km",
+        type=float,
+        default=10.0,
+        metavar="KM",
+        help="for approximate addresses (ZIP or city), also list territories within KM "
+        "(default 10)",
+    )
     p.set_defaults(func=_cmd_lookup)
 
 
@@ -142,7 +151,11 @@ def _cmd_lookup(args: argparse.Namespace) -> int:
     if args.address is not None:
         if args.lat is not None:
             raise UsageError("give either LAT LON or --address, not both")
-        service = LookupService(load_index(args.snapshot))
+        service = LookupService(
+            load_index(args.snapshot),
+            geocoder=_geocoder(args),
+            candidate_km=args.candidate_km,
+        )
         answer = service.lookup_address(args.address, nearest_km=args.nearest_km, **filters)
     else:
         if args.lat is None or args.lon is None:
@@ -166,14 +179,30 @@ def _lookup_table(answer: dict) -> str:
     q = answer["query"]
     where = f"{q['lat']:g}, {q['lon']:g}"
     lines = []
-    for title, rows in (("matches", answer["matches"]), ("nearest", answer.get("nearest") or [])):
+    geocode = answer.get("geocode")
+    if geocode:
+        note = "approximate: " if answer.get("approximate") else ""
+        lines.append(
+            f"{geocode['query']!r} -> {where} ({note}{geocode['precision']} "
+            f"from {geocode['provider']}: {geocode.get('address') or '-'})"
+        )
+    sections = (
+        ("matches", answer["matches"]),
+        ("nearest", answer.get("nearest") or []),
+        ("candidates", answer.get("candidates") or []),
+    )
+    for title, rows in sections:
         if not rows:
             continue
         if title == "nearest":
             lines.append(f"Nothing contains {where}; nearest within {q['nearest_km']:g} km:")
+        if title == "candidates":
+            lines.append(
+                f"Other territories within {q['candidate_km']:g} km (the address may be in one):"
+            )
         table = [("ENTITY", "TERRITORY", "TYPE", "COMMODITIES", "CAPABILITIES", "EDGE / DIST")]
         for m in rows:
-            metres = m.get("distance_m") if title == "nearest" else m.get("boundary_distance_m")
+            metres = m.get("distance_m") if title != "matches" else m.get("boundary_distance_m")
             table.append(
                 (
                     m["entity"]["name"] or "-",
@@ -195,6 +224,128 @@ def _lookup_table(answer: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- batch ------------------------------------------------------------------------------------
+
+
+def _add_geocoder_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--geocoder",
+        metavar="NAMES",
+        help="geocoders to try in order, e.g. offline,nominatim (default: $COVERLOOKUP_GEOCODER "
+        "or offline, which needs no network: US ZIP codes and 'City, ST')",
+    )
+    p.add_argument(
+        "--geocoder-option",
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="an option for one geocoder, e.g. nominatim.domain=geo.internal:8080 (repeatable)",
+    )
+
+
+def _geocoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from coverlookup.geocoding import build_geocoder, parse_options
+
+    if args.geocoder is None and not args.geocoder_option:
+        return None  # the service builds the default on first use
+    return build_geocoder(args.geocoder, parse_options(args.geocoder_option) or None)
+
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    from coverlookup.batch import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_FIELD_CHARS, FORMATS
+
+    p = sub.add_parser(
+        "batch",
+        help="look up every row of a CSV file",
+        description="Read a CSV with lat/latitude and lon/lng/longitude columns (or address, or "
+        "zip/postcode) and write one result row per input row, in order: the input columns, then "
+        "match_count, entity_names, entry_keys, capabilities, commodity_types, status, error. "
+        "Bad rows get status=error and never stop the run; the exit status is 1 if any row "
+        "failed. Delimiter (, ; tab) and a UTF-8 BOM are detected.",
+    )
+    p.add_argument("input", metavar="INPUT", help="CSV file ('-' for standard input)")
+    p.add_argument("-o", "--output", metavar="OUTPUT", help="write here (default: stdout)")
+    p.add_argument("--snapshot", metavar="DIR", help="snapshot to use (default: the demo)")
+    p.add_argument("--format", choices=FORMATS, default="csv", help="output format (csv)")
+    for name in ("commodity", "capability", "infrastructure", "type"):
+        p.add_argument(f"--{name}", metavar="VALUE", help=f"only entries with this {name}")
+    _add_geocoder_options(p)
+    p.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=DEFAULT_CHUNK_ROWS,
+        metavar="N",
+        help=f"rows looked up at a time; bounds memory (default {DEFAULT_CHUNK_ROWS})",
+    )
+    p.add_argument(
+        "--max-field-chars",
+        type=int,
+        default=DEFAULT_MAX_FIELD_CHARS,
+        metavar="N",
+        help=f"a longer field fails its row (default {DEFAULT_MAX_FIELD_CHARS})",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show progress (default: only when stderr is a terminal)",
+    )
+    p.set_defaults(func=_cmd_batch)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    import contextlib
+    import os
+
+    from coverlookup.batch import BatchRunner, Progress
+    from coverlookup.service import Query, load_index
+
+    filters = {n: getattr(args, n) for n in ("commodity", "capability", "infrastructure", "type")}
+    Query.make(0.0, 0.0, **filters)  # bad filters are a usage error before any work
+    geocoder = _geocoder(args)
+    index = load_index(args.snapshot)
+    if geocoder is None:
+        from coverlookup.geocoding import build_geocoder
+
+        geocoder = build_geocoder()
+    runner = BatchRunner(
+        index,
+        geocoder=geocoder,
+        filters=filters,
+        chunk_rows=args.chunk_rows,
+        max_field_chars=args.max_field_chars,
+    )
+    with contextlib.ExitStack() as stack:
+        if args.input == "-":
+            source = sys.stdin.buffer
+        else:
+            try:
+                source = stack.enter_context(open(args.input, "rb"))
+            except OSError as exc:
+                raise UsageError(f"cannot read {args.input}: {exc.strerror or exc}") from None
+        if args.output and args.output != "-":
+            try:
+                sink = stack.enter_context(open(args.output, "w", encoding="utf-8", newline=""))
+            except OSError as exc:
+                raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+        else:
+            sink = sys.stdout
+        if args.progress is False:
+            progress = None
+        elif args.progress:
+            size = os.fstat(source.fileno()).st_size if args.input != "-" else None
+            progress = Progress(total_bytes=size or None, position=source.tell)
+        else:
+            progress = Progress.for_terminal(args.input, source)
+        summary = runner.run(source, sink, fmt=args.format, progress=progress)
+        sink.flush()
+    if summary.errors:
+        first = summary.first_errors[0] if summary.first_errors else ""
+        _err(f"{summary.errors:,} of {summary.rows:,} rows failed (first: {first})")
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
 # --- entry point --------------------------------------------------------------------------------
 
 
@@ -212,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_validate(sub)
     _add_serve(sub)
     _add_lookup(sub)
+    _add_batch(sub)
     return parser
 
 

@@ -91,10 +91,11 @@ class ChainGeocoder:
             try:
                 location = provider.geocode(query)
             except GeocoderUnavailableError as exc:
-                logger.warning("geocoder %s failed for %r: %s", provider.name, query, exc)
                 failures.append(exc)
                 continue
             if location is not None:
+                if failures:  # answered, but an earlier (preferred) provider is failing
+                    logger.warning("geocoding %r: %s", query, "; ".join(map(str, failures)))
                 return location
         if failures:
             message = "; ".join(str(f) for f in failures)
