@@ -1,0 +1,153 @@
+"""The cell grid behind ``CoverageIndex``: answers most points without any polygon test.
+
+The world is cut into square cells of ``1 / scale`` degrees (``scale`` a power of two, so cell
+edges are exact binary fractions). For every territory each cell it touches is recorded as either
+
+* **interior** (``id = t``): the cell holds no point of the territory's boundary, and its centre
+  is inside, so every point of the cell is inside (a cell that the boundary does not meet lies
+  wholly on one side of it); or
+* **boundary** (``id = ~t``, negative): the boundary may pass through, an exact test decides.
+
+A cell is marked *boundary* for every cell that the bounding box (grown by ``EPS``) of any
+boundary segment reaches, with segments first cut shorter than half a cell. Queries and marking
+use the same monotonic ``floor((x + 180) * scale)``, so a point lying on the boundary always falls
+in a cell marked *boundary*: boundary points (which count as inside) are never decided by a cell.
+
+Storage is sparse CSR: sorted cell ``keys``, ``offsets`` into ``ids``; ids inside a cell are
+sorted by territory number (territories are numbered smallest area first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+# Slack around boundary segments, in degrees (about 0.1 mm): absorbs rounding in segmentize.
+EPS = 1e-9
+DEFAULT_SCALE = 16  # cells per degree: 1/16° ≈ 7 km at the equator
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    scale: int
+    keys: np.ndarray  # int64, sorted, unique
+    offsets: np.ndarray  # int64, len(keys) + 1
+    ids: np.ndarray  # int32: t (interior) or ~t (boundary)
+
+    @property
+    def ncols(self) -> int:
+        return 360 * self.scale + 1
+
+    def cell_keys(self, lons: np.ndarray, lats: np.ndarray) -> np.ndarray:
+        return cell_keys(lons, lats, self.scale)
+
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes + self.offsets.nbytes + self.ids.nbytes)
+
+
+def cell_keys(lons: np.ndarray, lats: np.ndarray, scale: int) -> np.ndarray:
+    ncols = 360 * scale + 1
+    ix = np.floor((np.asarray(lons, dtype=np.float64) + 180.0) * scale).astype(np.int64)
+    iy = np.floor((np.asarray(lats, dtype=np.float64) + 90.0) * scale).astype(np.int64)
+    np.clip(ix, 0, ncols - 1, out=ix)
+    np.clip(iy, 0, 180 * scale, out=iy)
+    return iy * ncols + ix
+
+
+def cell_key(lon: float, lat: float, scale: int) -> int:
+    """The scalar twin of :func:`cell_keys` (same arithmetic, so the same cell)."""
+    # Both operands are >= 0 for valid coordinates, so int() truncation is floor().
+    return int((lat + 90.0) * scale) * (360 * scale + 1) + int((lon + 180.0) * scale)
+
+
+def _boundary_cells(geom: BaseGeometry, scale: int) -> np.ndarray:
+    step = 1.0 / scale
+    lines = shapely.get_parts(shapely.boundary(geom))
+    dense = shapely.segmentize(lines, step / 2.0)
+    coords, which = shapely.get_coordinates(dense, return_index=True)
+    same = which[1:] == which[:-1]
+    a = coords[:-1][same]
+    b = coords[1:][same]
+    lo = np.minimum(a, b) - EPS
+    hi = np.maximum(a, b) + EPS
+    lo_keys = cell_keys(lo[:, 0], lo[:, 1], scale)
+    hi_keys = cell_keys(hi[:, 0], hi[:, 1], scale)
+    ncols = 360 * scale + 1
+    x0, y0 = lo_keys % ncols, lo_keys // ncols
+    x1, y1 = hi_keys % ncols, hi_keys // ncols
+    # Segments are shorter than a cell, so each bbox spans at most 2 x 2 cells.
+    out = [
+        np.minimum(y0 + dy, y1) * ncols + np.minimum(x0 + dx, x1) for dx in (0, 1) for dy in (0, 1)
+    ]
+    return np.unique(np.concatenate(out))
+
+
+def _interior_cells(geom: BaseGeometry, scale: int, boundary: np.ndarray) -> np.ndarray:
+    ncols = 360 * scale + 1
+    step = 1.0 / scale
+    found = []
+    for part in shapely.get_parts(geom):
+        minx, miny, maxx, maxy = part.bounds
+        if (maxx - minx) * scale < 1.0 or (maxy - miny) * scale < 1.0:
+            continue  # thinner than a cell: every cell it reaches is a boundary cell
+        (k0,) = cell_keys(np.array([minx]), np.array([miny]), scale)
+        (k1,) = cell_keys(np.array([maxx]), np.array([maxy]), scale)
+        xs = np.arange(k0 % ncols, k1 % ncols + 1)
+        ys = np.arange(k0 // ncols, k1 // ncols + 1)
+        gx, gy = np.meshgrid(xs, ys)
+        keys = (gy * ncols + gx).ravel()
+        keys = keys[~np.isin(keys, boundary, assume_unique=True)]
+        if not len(keys):
+            continue
+        cx = (keys % ncols + 0.5) * step - 180.0
+        cy = (keys // ncols + 0.5) * step - 90.0
+        found.append(keys[shapely.contains_xy(geom, cx, cy)])
+    if not found:
+        return np.empty(0, dtype=np.int64)
+    return np.unique(np.concatenate(found))
+
+
+def build_grid(geoms: Sequence[BaseGeometry | None], scale: int = DEFAULT_SCALE) -> Grid:
+    """Rasterise polygonal geometries (territory ``t`` = position in ``geoms``)."""
+    key_parts: list[np.ndarray] = []
+    id_parts: list[np.ndarray] = []
+    for t, geom in enumerate(geoms):
+        if geom is None or geom.geom_type not in ("Polygon", "MultiPolygon"):
+            continue
+        shapely.prepare(geom)
+        bkeys = _boundary_cells(geom, scale)
+        ikeys = _interior_cells(geom, scale, bkeys)
+        key_parts += [bkeys, ikeys]
+        id_parts += [np.full(len(bkeys), ~t, np.int32), np.full(len(ikeys), t, np.int32)]
+    if not key_parts:
+        empty = np.empty(0, dtype=np.int64)
+        return Grid(scale, empty, np.zeros(1, np.int64), np.empty(0, np.int32))
+    keys = np.concatenate(key_parts)
+    ids = np.concatenate(id_parts)
+    territory = np.where(ids < 0, ~ids, ids)
+    order = np.lexsort((territory, keys))
+    keys, ids = keys[order], ids[order]
+    unique, first = np.unique(keys, return_index=True)
+    offsets = np.append(first, len(keys)).astype(np.int64)
+    return Grid(scale, unique.astype(np.int64), offsets, ids)
+
+
+def expand(grid: Grid, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For query cell keys: (query number, grid id) pairs, grouped by query, in id order."""
+    n = len(keys)
+    if not len(grid.keys) or not n:
+        return np.empty(0, np.int64), np.empty(0, np.int32)
+    pos = np.searchsorted(grid.keys, keys)
+    np.clip(pos, 0, len(grid.keys) - 1, out=pos)
+    found = grid.keys[pos] == keys
+    start = np.where(found, grid.offsets[pos], 0)
+    counts = np.where(found, grid.offsets[pos + 1] - start, 0)
+    total = int(counts.sum())
+    query = np.repeat(np.arange(n, dtype=np.int64), counts)
+    shift = start - (np.cumsum(counts) - counts)
+    idx = np.arange(total, dtype=np.int64) + np.repeat(shift, counts)
+    return query, grid.ids[idx]
