@@ -258,12 +258,15 @@ class Fetcher:
                         from_mirror=True,
                         wire_bytes=len(body),
                     )
-                check_url(
-                    current,
-                    allow_http=opts.allow_http,
-                    allow_private=opts.allow_private,
-                    came_from=came_from,
-                )
+                try:
+                    check_url(
+                        current,
+                        allow_http=opts.allow_http,
+                        allow_private=opts.allow_private,
+                        came_from=came_from,
+                    )
+                except UnsafeURLError as exc:
+                    raise CrawlUnsafeError(str(exc)) from None
                 headers = {}
                 if etag:
                     headers["If-None-Match"] = etag

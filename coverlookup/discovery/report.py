@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from coverlookup.snapshot import Snapshot
 
 # Problem kinds that are news, not failures (a migration redirect, a server kept from last time).
-NOTICE_KINDS = frozenset({"moved", "not_modified"})
+NOTICE_KINDS = frozenset({"moved", "retried"})
 
 
 @dataclass(slots=True)

@@ -218,6 +218,15 @@ class Crawler:
             self._progress()
         self._done += 1
         self._fill(record, result)
+        if result.retries:
+            waits = "; ".join(f"{r['reason']}, waited {r['wait']:g}s" for r in result.retries)
+            self.report.add(
+                url,
+                "retried",
+                f"succeeded after {len(result.retries)} retries ({waits})",
+                "the document",
+                document_kind=kind,
+            )
         if result.not_modified:
             if prev is None:
                 record.error = "HTTP 304 to an unconditional request"
@@ -476,13 +485,15 @@ class Crawler:
         url: str | None = server.coverage_url
         seen: set[str] = set()
         pages = 0
+        last: str | None = None
         entries: list[Entry] = []
         while url:
             if url in seen:
                 self.report.add(
-                    url,
+                    last or url,
                     "pagination_loop",
-                    f"'next' leads back to {url}, already read for {server.metadata_url}",
+                    f"'next' of {last} leads back to {url}, already read for "
+                    f"{server.metadata_url}; stopped there",
                     f"{len(entries)} entries from {pages} pages",
                     document_kind="coverage",
                 )
@@ -498,6 +509,7 @@ class Crawler:
                 break
             seen.add(url)
             pages += 1
+            last = url
             record, body = await self._get(url, "coverage")
             if body is None:
                 break
@@ -510,7 +522,7 @@ class Crawler:
                 if value is None:
                     break
             page, found = cds.parse_coverage_page(value, record.final_url or url, server)
-            record.findings.extend(f for f in found if f.code != "next-loops")
+            record.findings.extend(found)
             if page is None:
                 value = self._unusable(
                     record, _first_error(found, "not a coverage listing"), "invalid_document"
