@@ -29,6 +29,7 @@ import orjson
 log = logging.getLogger(__name__)
 
 DEMO_ROOT = Path(__file__).resolve().parent / "_demo"
+_REPO_MIRROR = "data/demo/federation"  # the same files, as seen from a clone of the repository
 
 # Well-known documents the demo crawl starts from (the holding company leads to its subsidiaries).
 SEED_URLS = (
@@ -159,6 +160,11 @@ def build(target: Path | None = None) -> Path:
 
     target = target or snapshot_path()
     snapshot = crawl_sync([str(federation_path())])
+    # The shipped manifest should not carry the build machine's paths.
+    snapshot.seeds = [_REPO_MIRROR]
+    mirrors = snapshot.options.get("mirrors")
+    if isinstance(mirrors, dict):
+        snapshot.options["mirrors"] = {host: f"{_REPO_MIRROR}/{host}" for host in mirrors}
     with tempfile.TemporaryDirectory(prefix="coverlookup-demo-") as tmp:
         written = write_snapshot(Path(tmp), snapshot, keep=1)
         _compile_index(load_snapshot(written), written)
@@ -170,13 +176,10 @@ def build(target: Path | None = None) -> Path:
 
 
 def _compile_index(snapshot: Any, directory: Path) -> None:
-    """Save the compiled index beside the snapshot when the index module knows how."""
+    """Save the compiled index beside the snapshot, so the demo loads without building."""
     from coverlookup.index import CoverageIndex
 
-    index = CoverageIndex.from_snapshot(snapshot)
-    save = getattr(index, "save", None)
-    if save is not None:
-        save(directory)
+    CoverageIndex.from_snapshot(snapshot).save(directory / "index")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -217,7 +217,7 @@ async def _middleware(
         except Exception:
             log.exception("unexpected error answering %s %s", request.method, request.path_qs)
             response = error_response(500, "internal", "internal error; it has been logged")
-    if allowed_origin:
+    if allowed_origin and not response.prepared:  # a streamed answer set its own headers
         response.headers["Access-Control-Allow-Origin"] = allowed_origin
         response.headers["Vary"] = "Origin"
     resource = request.match_info.route.resource

@@ -1,0 +1,280 @@
+"""HTTP throughput: ``/v1/lookup`` on the US territories vs a minimal aiohttp handler, same run.
+
+    python benchmarks/bench_http.py [--duration 10] [--connections 32] [--skip-workers]
+
+Builds a snapshot of ``../shared/data/us-retail-territories/utilities-territories.geojson``
+(one entry per territory) in a temporary directory, starts ``coverlookup serve`` on it (one process,
+then ``--workers 2``) and, for comparison, a minimal aiohttp app answering a constant JSON body;
+drives each over loopback with wrk (if installed; else an aiohttp client) on random US points and
+prints requests/s, p50 and p99. Targets: one-process /v1/lookup >= 60% of the minimal handler's
+requests/s; two workers >= 1.4x one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("COVERLOOKUP_SHARED", REPO.parent / "shared"))
+US_FILE = SHARED / "data" / "us-retail-territories" / "utilities-territories.geojson"
+US_BOX = (24.5, 49.4, -124.8, -66.9)  # south, north, west, east
+
+WRK_SCRIPT = """
+math.randomseed(%(seed)d)
+request = function()
+  local lat = %(south)f + math.random() * (%(north)f - %(south)f)
+  local lon = %(west)f + math.random() * (%(east)f - %(west)f)
+  return wrk.format("GET", string.format("%(path)s?lat=%%.5f&lon=%%.5f", lat, lon))
+end
+"""
+
+
+def build_us_snapshot(root: Path) -> Path:
+    """A snapshot with one geographic entry per US retail territory, as a crawl would store it."""
+    from coverlookup.model import Entry, Server
+    from coverlookup.snapshot import DocumentRecord, Snapshot, write_snapshot
+
+    data = orjson.loads(US_FILE.read_bytes())
+    snap = Snapshot.new(seeds=[str(US_FILE)])
+    server_url = "https://territories.example/.well-known/cds-server-metadata.json"
+    snap.servers.append(Server(metadata_url=server_url, shape="cds-2025", name="US territories"))
+    for number, feature in enumerate(data["features"]):
+        props = feature.get("properties") or {}
+        entry_id = str(props.get("id") or number)
+        url = f"https://territories.example/geo/{hashlib.sha1(entry_id.encode()).hexdigest()}.json"
+        raw = orjson.dumps(feature)
+        digest = snap.add_blob(raw)
+        snap.documents.append(
+            DocumentRecord(url=url, kind="geojson", final_url=url, status=200, sha256=digest)
+        )
+        snap.entries.append(
+            Entry(
+                server_url=server_url,
+                id=entry_id,
+                type="geographic",
+                name=props.get("name"),
+                entity_name=props.get("name"),
+                country="US",
+                commodity_types=("electricity",),
+                infrastructure_types=("distribution_utility",),
+                geojson_resource=url,
+            )
+        )
+    written = write_snapshot(root, snap)
+    from coverlookup.index import CoverageIndex
+
+    t0 = time.perf_counter()
+    CoverageIndex.load(written)  # builds and saves the compiled index beside the snapshot
+    print(
+        f"built US snapshot: {len(snap.entries)} territories, index {time.perf_counter() - t0:.1f}s"
+    )
+    return written
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(argv: list[str], announcements: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    seen = 0
+    assert proc.stderr is not None
+    while seen < announcements:
+        line = proc.stderr.readline()
+        if not line:
+            raise SystemExit(f"server exited early: {' '.join(argv)}")
+        if "serving" in line:
+            seen += 1
+    return proc
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def minimal_server(port: int) -> None:
+    """A minimal aiohttp app: one handler returning a constant JSON body."""
+    from aiohttp import web
+
+    body = orjson.dumps({"query": {"lat": 0, "lon": 0}, "matches": [], "snapshot": {"id": "x"}})
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v1/lookup", handler)
+    print("serving minimal", file=sys.stderr, flush=True)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def run_wrk(url: str, path: str, duration: int, connections: int) -> tuple[float, float, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(
+            WRK_SCRIPT
+            % {
+                "seed": 42,
+                "south": US_BOX[0],
+                "north": US_BOX[1],
+                "west": US_BOX[2],
+                "east": US_BOX[3],
+                "path": path,
+            }
+        )
+        script = fh.name
+    try:
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script)
+    if re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        print(out)
+        raise SystemExit("non-2xx responses during the benchmark")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"\s50%\s+([\d.]+\w+)", out).group(1))
+    p99 = _ms(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1))
+    return rps, p50, p99
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+async def _aiohttp_load(url: str, duration: int, connections: int) -> tuple[float, float, float]:
+    import aiohttp
+
+    rng = random.Random(42)
+    latencies: list[float] = []
+    deadline = time.perf_counter() + duration
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while time.perf_counter() < deadline:
+            lat = rng.uniform(US_BOX[0], US_BOX[1])
+            lon = rng.uniform(US_BOX[2], US_BOX[3])
+            t0 = time.perf_counter()
+            async with session.get(f"{url}/v1/lookup?lat={lat:.5f}&lon={lon:.5f}") as response:
+                await response.read()
+                if response.status != 200:
+                    raise SystemExit(f"status {response.status}")
+            latencies.append(time.perf_counter() - t0)
+
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start_t = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
+        elapsed = time.perf_counter() - start_t
+    latencies.sort()
+    return (
+        len(latencies) / elapsed,
+        latencies[len(latencies) // 2] * 1000,
+        latencies[int(len(latencies) * 0.99)] * 1000,
+    )
+
+
+def load(url: str, duration: int, connections: int) -> tuple[float, float, float]:
+    if shutil.which("wrk"):
+        return run_wrk(url, "/v1/lookup", duration, connections)
+    return asyncio.run(_aiohttp_load(url, duration, connections))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--skip-workers", action="store_true")
+    parser.add_argument("--minimal-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.minimal_server:
+        minimal_server(args.minimal_server)
+        return 0
+    if not US_FILE.is_file():
+        raise SystemExit(f"{US_FILE} not found (set COVERLOOKUP_SHARED)")
+    print(
+        f"load generator: {'wrk' if shutil.which('wrk') else 'aiohttp client'}, "
+        f"{args.connections} connections, {args.duration}s each, {os.cpu_count()} CPUs"
+    )
+    results: dict[str, tuple[float, float, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+        snapshot = build_us_snapshot(Path(tmp) / "us")
+        runs = [
+            ("minimal aiohttp handler", [sys.executable, __file__, "--minimal-server"], 1),
+            (
+                "/v1/lookup, 1 process",
+                [
+                    sys.executable,
+                    "-m",
+                    "coverlookup",
+                    "serve",
+                    "--snapshot",
+                    str(snapshot),
+                    "--port",
+                ],
+                1,
+            ),
+        ]
+        if not args.skip_workers:
+            runs.append(
+                (
+                    "/v1/lookup, --workers 2",
+                    [
+                        sys.executable,
+                        "-m",
+                        "coverlookup",
+                        "serve",
+                        "--snapshot",
+                        str(snapshot),
+                        "--workers",
+                        "2",
+                        "--port",
+                    ],
+                    2,
+                )
+            )
+        for name, argv, announcements in runs:
+            port = free_port()
+            proc = start([*argv, str(port)], announcements)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                load(url, 1, args.connections)  # warm-up
+                results[name] = load(url, args.duration, args.connections)
+            finally:
+                stop(proc)
+            rps, p50, p99 = results[name]
+            print(f"{name:28s} {rps:10.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
+    base = results["minimal aiohttp handler"][0]
+    one = results["/v1/lookup, 1 process"][0]
+    print(f"\n/v1/lookup / minimal handler: {one / base:.2f}  (target >= 0.60)")
+    if "/v1/lookup, --workers 2" in results:
+        two = results["/v1/lookup, --workers 2"][0]
+        print(f"--workers 2 / 1 process:      {two / one:.2f}  (target >= 1.40)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

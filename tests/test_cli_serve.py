@@ -1,0 +1,176 @@
+"""``coverlookup serve`` as a real process, and ``coverlookup lookup`` on the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coverlookup import demo
+from coverlookup.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+MUNI_LAT, MUNI_LON = demo.POINT_IN_MUNICIPAL
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+class _Server:
+    """``coverlookup serve`` in a subprocess; ready once it announces its address on stderr."""
+
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "coverlookup", "serve", *args],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+        self.announced: list[str] = []
+
+    def wait_serving(self, count: int = 1) -> None:
+        assert self.proc.stderr is not None
+        while len(self.announced) < count:
+            line = self.proc.stderr.readline()
+            assert line, f"serve exited early with {self.proc.wait()}"
+            if "serving" in line:
+                self.announced.append(line)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+def test_serve_subprocess_answers_and_stops_on_sigterm() -> None:
+    port = _free_port()
+    server = _Server("--port", str(port))
+    try:
+        server.wait_serving()
+        assert f"http://127.0.0.1:{port}" in server.announced[0]
+        base = f"http://127.0.0.1:{port}"
+        assert _get(f"{base}/readyz")[0] == 200
+        status, answer = _get(f"{base}/v1/lookup?lat={MUNI_LAT}&lon={MUNI_LON}")
+        assert status == 200
+        assert [m["id"] for m in answer["matches"]] == [
+            "afmu-electric",
+            "cbwd-district",
+            "vcp-service-area",
+            "mng-gas",
+        ]
+        status, error = _get(f"{base}/v1/lookup?lat=nan&lon=0")
+        assert status == 400 and error["error"]["code"] == "invalid_coordinate"
+    finally:
+        code = server.stop()
+    assert code == 0
+
+
+def test_serve_workers_share_the_port() -> None:
+    port = _free_port()
+    server = _Server("--port", str(port), "--workers", "2")
+    try:
+        server.wait_serving(count=2)
+        pids = {line.rsplit("pid ", 1)[1].rstrip(")\n") for line in server.announced}
+        assert len(pids) == 2  # two processes, one port
+        for _ in range(6):
+            status, answer = _get(
+                f"http://127.0.0.1:{port}/v1/lookup?lat={MUNI_LAT}&lon={MUNI_LON}"
+            )
+            assert status == 200 and len(answer["matches"]) == 4
+    finally:
+        code = server.stop()
+    assert code == 0
+
+
+# --- lookup ---------------------------------------------------------------------------------------
+
+
+def test_lookup_table_with_negative_longitude(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lookup", str(MUNI_LAT), str(MUNI_LON)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == [
+        "ENTITY",
+        "TERRITORY",
+        "TYPE",
+        "COMMODITIES",
+        "CAPABILITIES",
+        "EDGE",
+        "/",
+        "DIST",
+    ]
+    assert [line.split("  ")[0] for line in out[1:5]] == [
+        "Alder Falls Municipal Utilities",
+        "Cedar Basin Water District",
+        "Valley Clean Power",
+        "Meridian Natural Gas",
+    ]
+    assert "water,wastewater" in out[2]
+    assert out[-1].startswith("(snapshot ")
+
+
+def test_lookup_json_matches_the_api(capsys: pytest.CaptureFixture[str]) -> None:
+    lat, lon = demo.POINT_IN_IOU
+    assert main(["lookup", str(lat), str(lon), "--json", "--commodity", "electricity"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["query"] == {"lat": lat, "lon": lon, "commodity": "electricity"}
+    assert [m["id"] for m in answer["matches"]] == ["mpl-electric"]
+    assert answer["matches"][0]["links"]["ieee1547_setup"].endswith("/smart-inverters/setup")
+
+
+def test_lookup_nearest(capsys: pytest.CaptureFixture[str]) -> None:
+    lat, lon = demo.POINT_OUTSIDE
+    assert main(["lookup", str(lat), str(lon), "--nearest-km", "10"]) == 0
+    out = capsys.readouterr().out
+    assert f"Nothing contains {lat:g}, {lon:g}; nearest within 10 km:" in out
+    assert "Meridian Power & Light" in out
+    assert main(["lookup", str(lat), str(lon)]) == 0
+    assert f"No territory in this snapshot contains {lat:g}, {lon:g}." in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["lookup", "abc", "-120"], "LAT must be a decimal number"),
+        (["lookup", "95", "-120"], "lat must be between -90 and 90"),
+        (["lookup", "43"], "give LAT and LON"),
+        (["lookup", "43", "-120", "--nearest-km", "0"], "nearest_km must be above 0"),
+        (["lookup", "43", "-120", "--snapshot", "/nonexistent/snap"], "no such snapshot"),
+        (["serve", "--refresh", "60"], "--refresh needs --seed"),
+        (["serve", "--port", "70000"], "not a port number"),
+    ],
+)
+def test_usage_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code in (1, 2)
+    assert len(err) == 1 and err[0].startswith("coverlookup: error: ") and message in err[0]
+    if argv[0] == "serve" or "abc" in argv or "95" in argv or len(argv) == 2:
+        assert code == 2

@@ -1,0 +1,238 @@
+"""The service facade: query parsing, answers, and swapping indexes under load."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from coverlookup.errors import CoordinateError, UsageError
+from coverlookup.index import CoverageIndex
+from coverlookup.service import LookupService, Query, parse_number
+from coverlookup.web import create_app
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("43.85", 43.85), ("-120.5", -120.5), ("+1", 1.0), (".5", 0.5), ("1e1", 10.0)],
+)
+def test_parse_number_accepts_plain_decimals(text: str, value: float) -> None:
+    assert parse_number(text, "lat") == value
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "lat is required"),
+        ("", "lat is required"),
+        ("nan", "lat must be a decimal number, got 'nan'"),
+        ("inf", "lat must be a decimal number, got 'inf'"),
+        ("1_0", "lat must be a decimal number, got '1_0'"),
+        (" 1", "lat must be a decimal number, got ' 1'"),
+        ("1e999", "lat is out of range: 1e999"),
+    ],
+)
+def test_parse_number_rejects(text: str | None, message: str) -> None:
+    with pytest.raises(CoordinateError) as caught:
+        parse_number(text, "lat")
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "message"),
+    [
+        ((91.0, 0.0), {}, CoordinateError, "lat must be between -90 and 90, got 91.0"),
+        ((0.0, -181.0), {}, CoordinateError, "lon must be between -180 and 180, got -181.0"),
+        ((float("nan"), 0.0), {}, CoordinateError, "lat must be finite, got nan"),
+        ((True, 0.0), {}, CoordinateError, "lat must be a number, got bool"),
+        ((0.0, 0.0), {"colour": "red"}, UsageError, "unknown filter 'colour'"),
+        ((0.0, 0.0), {"commodity": ""}, UsageError, "commodity must be a non-empty string"),
+        ((0.0, 0.0), {"nearest_km": 0.0}, UsageError, "nearest_km must be above 0"),
+        ((0.0, 0.0), {"nearest_km": float("nan")}, UsageError, "nearest_km must be above 0"),
+    ],
+)
+def test_query_make_validates(
+    args: tuple[Any, Any], kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as caught:
+        Query.make(*args, **kwargs)
+    assert str(caught.value).startswith(message)
+
+
+# --- two indexes that cannot be confused ----------------------------------------------------------
+
+
+def _square(lon: float, lat: float, half: float) -> list[list[list[float]]]:
+    return [
+        [
+            [lon - half, lat - half],
+            [lon + half, lat - half],
+            [lon + half, lat + half],
+            [lon - half, lat + half],
+            [lon - half, lat - half],
+        ]
+    ]
+
+
+def _federation(path: Path, tag: str) -> CoverageIndex:
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"id": f"{tag}-{size}", "NAME": f"{tag} {size}"},
+            "geometry": {"type": "Polygon", "coordinates": _square(10.0, 20.0, half)},
+        }
+        for size, half in (("big", 2.0), ("small", 0.5))
+    ]
+    path.write_bytes(orjson.dumps({"type": "FeatureCollection", "features": features}))
+    return CoverageIndex.from_geojson(path, name_property="NAME")
+
+
+@pytest.fixture
+def two_indexes(tmp_path: Path) -> tuple[CoverageIndex, CoverageIndex, dict[str, list[str]]]:
+    alpha = _federation(tmp_path / "alpha.geojson", "alpha")
+    beta = _federation(tmp_path / "beta.geojson", "beta")
+    assert alpha.snapshot_id != beta.snapshot_id
+    expected = {
+        alpha.snapshot_id: ["alpha small", "alpha big"],
+        beta.snapshot_id: ["beta small", "beta big"],
+    }
+    return alpha, beta, expected
+
+
+def _names(answer: dict[str, Any]) -> list[str]:
+    return [m["name"] for m in answer["matches"]]
+
+
+async def test_http_lookups_while_refresh_swaps_many_times(
+    aiohttp_client: Any, two_indexes: tuple[CoverageIndex, CoverageIndex, dict[str, list[str]]]
+) -> None:
+    alpha, beta, expected = two_indexes
+    cycle = itertools.cycle([beta, alpha])
+
+    async def loader() -> CoverageIndex:
+        await asyncio.sleep(0)  # a real crawl yields to the loop; so does this one
+        return next(cycle)
+
+    service = LookupService(alpha, loader=loader)
+    client = await aiohttp_client(create_app(service))
+    swaps = 300
+    done = asyncio.Event()
+    seen: dict[str, int] = {alpha.snapshot_id: 0, beta.snapshot_id: 0}
+    failures: list[str] = []
+
+    async def hammer() -> None:
+        while not done.is_set():
+            response = await client.get("/v1/lookup?lat=20.1&lon=10.1")
+            if response.status != 200:
+                failures.append(f"{response.status}: {await response.text()}")
+                continue
+            answer = await response.json()
+            snapshot = answer["snapshot"]["id"]
+            if _names(answer) != expected[snapshot]:
+                failures.append(f"mixed answer {snapshot}: {_names(answer)}")
+            seen[snapshot] += 1
+
+    async def refresher() -> None:
+        for _ in range(swaps):
+            assert await service.refresh()
+        done.set()
+
+    await asyncio.gather(refresher(), *(hammer() for _ in range(8)))
+    assert failures == []
+    assert service.refresh_state.refreshes == swaps and service.refresh_state.failures == 0
+    # Both indexes answered (swaps interleave with requests).
+    assert seen[alpha.snapshot_id] > 0 and seen[beta.snapshot_id] > 0
+
+
+def test_threaded_lookups_while_swapping(
+    two_indexes: tuple[CoverageIndex, CoverageIndex, dict[str, list[str]]],
+) -> None:
+    alpha, beta, expected = two_indexes
+    service = LookupService(alpha)
+    query = Query.make(20.1, 10.1)
+    stop = threading.Event()
+    failures: list[str] = []
+    seen: dict[str, int] = {alpha.snapshot_id: 0, beta.snapshot_id: 0}
+    lock = threading.Lock()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                answer = service.lookup(query)
+            except Exception as exc:  # any exception is a failure of the test
+                failures.append(repr(exc))
+                return
+            snapshot = answer["snapshot"]["id"]
+            if _names(answer) != expected[snapshot]:
+                failures.append(f"mixed answer {snapshot}: {_names(answer)}")
+            with lock:
+                seen[snapshot] += 1
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for i in range(5000):
+            service.swap(beta if i % 2 == 0 else alpha)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert sum(seen.values()) > 0
+
+
+async def test_refresh_failure_keeps_old_index_and_recovers(
+    two_indexes: tuple[CoverageIndex, CoverageIndex, dict[str, list[str]]],
+) -> None:
+    alpha, beta, expected = two_indexes
+    outcomes: list[Any] = [OSError("down"), ValueError("bad document"), beta]
+
+    async def loader() -> CoverageIndex:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    service = LookupService(alpha, loader=loader)
+    assert await service.refresh() is False
+    assert await service.refresh() is False
+    state = service.refresh_state
+    assert (state.failures, state.consecutive_failures) == (2, 2)
+    assert state.last_error == "ValueError: bad document"
+    assert service.index is alpha
+    assert _names(service.lookup(Query.make(20.1, 10.1))) == expected[alpha.snapshot_id]
+    assert await service.refresh() is True
+    assert service.index is beta
+    assert (state.refreshes, state.failures, state.consecutive_failures) == (1, 2, 0)
+    assert state.last_error is None
+    status = service.status()
+    assert status["refresh"]["failures"] == 2 and status["snapshot"]["id"] == beta.snapshot_id
+
+
+async def test_refresh_without_loader_is_a_usage_error(
+    two_indexes: tuple[CoverageIndex, CoverageIndex, dict[str, list[str]]],
+) -> None:
+    service = LookupService(two_indexes[0])
+    with pytest.raises(UsageError, match="no refresh source"):
+        await service.refresh()
+
+
+async def test_seed_loader_crawls_the_demo_mirror(tmp_path: Path) -> None:
+    from coverlookup import demo
+    from coverlookup.service import crawl_loader
+
+    loader = crawl_loader([str(demo.federation_path())], snapshot_root=str(tmp_path / "snap"))
+    service = LookupService(None, loader=loader)
+    assert not service.ready
+    assert await service.refresh() is True
+    answer = service.lookup(Query.make(*demo.POINT_IN_IOU))
+    assert [m["id"] for m in answer["matches"]] == ["mng-gas", "mpl-electric"]
+    # The crawl was written as a snapshot that loads on its own.
+    reloaded = CoverageIndex.load(tmp_path / "snap")
+    assert reloaded.snapshot_id == service.index.snapshot_id
