@@ -41,6 +41,7 @@ HOSTS = (
     "badjson.test",
     "redirecty.test",
     "plain.test",
+    "oe.test",
 )
 
 Handler = Callable[[web.Request], Any]
@@ -190,7 +191,9 @@ class FakeFederation:
         etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
-        ctype = "application/geo+json" if path.suffix == ".geojson" else "application/json"
+        ctype = {".geojson": "application/geo+json", ".yaml": "application/yaml"}.get(
+            path.suffix, "application/json"
+        )
         return web.Response(
             body=body,
             headers={

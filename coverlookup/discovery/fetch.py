@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
+from multidict import CIMultiDict
 from yarl import URL
 
 from coverlookup.discovery.options import CrawlOptions, Pin
@@ -478,9 +479,9 @@ class Fetcher:
                 if reason:
                     raise CrawlUnsafeError(f"{url}: {reason}")
             if resp.status != 200:
-                return _Answer(resp.status, dict(resp.headers), b"", 0)
+                return _Answer(resp.status, CIMultiDict(resp.headers), b"", 0)
             body, wire = await self._read_body(url, resp)
-            return _Answer(resp.status, dict(resp.headers), body, wire)
+            return _Answer(resp.status, CIMultiDict(resp.headers), body, wire)
 
     async def _read_body(self, url: URL, resp: aiohttp.ClientResponse) -> tuple[bytes, int]:
         limit = self.options.max_bytes

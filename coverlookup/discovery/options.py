@@ -109,9 +109,14 @@ class CrawlOptions:
 
     def __post_init__(self) -> None:
         self.resolve = tuple(Pin.parse(p) if isinstance(p, str) else p for p in self.resolve)
-        for name in ("concurrency", "per_host", "max_redirects", "max_depth", "max_pages"):
-            if getattr(self, name) < (0 if name == "max_redirects" else 1):
+        for name in ("concurrency", "per_host", "max_pages", "max_servers"):
+            if getattr(self, name) < 1:
                 raise UsageError(f"crawl option {name} must be positive, not {getattr(self, name)}")
+        for name in ("max_redirects", "max_depth"):
+            if getattr(self, name) < 0:
+                raise UsageError(
+                    f"crawl option {name} must be 0 or more, not {getattr(self, name)}"
+                )
         if self.timeout <= 0 or self.max_bytes <= 0:
             raise UsageError("crawl options timeout and max_bytes must be positive")
         if self.retries < 0:

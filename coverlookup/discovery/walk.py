@@ -421,6 +421,8 @@ class Crawler:
         if not self._add_server(server, record):
             return None
         for related in server.related_metadata:
+            if related in self._requested or related in self._servers:
+                continue
             if depth + 1 > self.options.max_depth:
                 self.report.add(
                     related,

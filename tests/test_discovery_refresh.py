@@ -1,0 +1,157 @@
+"""Refresh (304 reuse, stale fallback), host mirrors, local files and Open Energy seeds."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from coverlookup.discovery import CrawlReport, crawl_sync, crawl_with_report
+from coverlookup.snapshot import Snapshot, load_snapshot, write_snapshot
+from tests.fakefed import FIXTURES, FakeFederation
+
+WK = "/.well-known/cds-server-metadata.json"
+WK23 = "/.well-known/carbon-data-spec.json"
+SUB_A = f"https://sub-a.test{WK}"
+SUB_B = f"https://sub-b.test{WK}"
+LEGACY = f"https://legacy.test{WK23}"
+
+
+@pytest.fixture
+def fed(tmp_path: Path) -> Iterator[FakeFederation]:
+    with FakeFederation.running(tmp_path) as federation:
+        yield federation
+
+
+def _crawl(fed: FakeFederation, seeds: list[str], **kwargs: Any) -> tuple[Snapshot, CrawlReport]:
+    return asyncio.run(crawl_with_report(seeds, options=fed.options(**kwargs)))
+
+
+async def _http_500(request: web.Request) -> web.Response:
+    return web.Response(status=500, text="down for maintenance\n")
+
+
+async def _garbage(request: web.Request) -> web.Response:
+    return web.Response(body=b'{"coverage_entries": [', content_type="application/json")
+
+
+def test_refresh_reuses_304_and_keeps_failed_sources_stale(
+    fed: FakeFederation, tmp_path: Path
+) -> None:
+    seeds = ["holding.test", "legacy.test"]
+    first, report1 = _crawl(fed, seeds)
+    loop = ("https://sub-b.test/cds/coverage-2.json", "pagination_loop")
+    assert [(p.url, p.kind) for p in report1.problems] == [loop]
+    keys_before = {e.key for e in first.entries}
+    assert len(keys_before) == 10
+    root = tmp_path / "snaps"
+    write_snapshot(root, first)
+
+    # Between crawls: sub-a's metadata breaks, sub-b's second page turns to garbage,
+    # one GeoJSON goes away; everything else is unchanged.
+    fed.overrides[("sub-a.test", WK)] = _http_500
+    fed.overrides[("sub-b.test", "/cds/coverage-2.json")] = _garbage
+    fed.overrides[("sub-a.test", "/geo/a1.geojson")] = _http_500
+    fed.requests.clear()
+
+    second, report2 = _crawl(fed, seeds, previous=load_snapshot(root))
+
+    # Nothing good was dropped.
+    assert {e.key for e in second.entries} == keys_before
+    assert {s.metadata_url for s in second.servers} == {s.metadata_url for s in first.servers}
+
+    problems = {(p.url, p.kind): p for p in report2.problems}
+    assert set(problems) == {
+        loop,
+        (SUB_A, "http_status"),
+        ("https://sub-b.test/cds/coverage-2.json", "invalid_document"),
+        ("https://sub-a.test/geo/a1.geojson", "http_status"),
+    }
+    failed = problems[(SUB_A, "http_status")]
+    assert failed.message == f"{SUB_A}: HTTP 500"
+    assert failed.kept.startswith("the last good copy (fetched ")
+    assert failed.kept.endswith("), marked stale")
+
+    meta = second.document(SUB_A)
+    assert meta is not None and meta.stale and meta.stale_reason == f"{SUB_A}: HTTP 500"
+    assert second.stale[SUB_A] == f"{SUB_A}: HTTP 500"
+    page = second.document("https://sub-b.test/cds/coverage-2.json")
+    assert page is not None and page.stale
+    assert page.stale_reason is not None and page.stale_reason.startswith("invalid on refresh: ")
+    assert set(second.stale) == {SUB_A, f"{SUB_B}#b2"}
+    geo = second.document("https://sub-a.test/geo/a1.geojson")
+    assert geo is not None and geo.stale and geo.sha256 is not None
+
+    # Unchanged documents were asked for conditionally and reused on 304.
+    legacy_requests = [r for r in fed.requests if r["host"] == "legacy.test" and r["path"] == WK23]
+    assert legacy_requests[0]["if_none_match"] is not None
+    legacy = second.document(LEGACY)
+    assert legacy is not None and legacy.status == 304 and not legacy.stale
+    assert report2.reused_304 == 15  # every unchanged document
+
+    # The refreshed snapshot is complete on disk, stale copies included.
+    write_snapshot(root, second)
+    loaded = load_snapshot(root)
+    assert loaded.id == second.id
+    a1 = next(e for e in loaded.entries if e.key == f"{SUB_A}#a1")
+    assert b'"a1"' in (loaded.geometry_bytes(a1) or b"")
+    assert loaded.stale == second.stale
+
+
+def test_host_mirror_directory_needs_no_network(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    for host in ("holding.test", "sub-a.test", "sub-b.test", "legacy.test"):
+        shutil.copytree(FIXTURES / host, mirror / host)
+    # Default options: https only, private refused, no pins. Nothing may touch the network.
+    snapshot, report = asyncio.run(crawl_with_report([str(mirror)]))
+    assert {s.metadata_url for s in snapshot.servers} == {
+        f"https://holding.test{WK}",
+        SUB_A,
+        SUB_B,
+        LEGACY,
+    }
+    assert len(snapshot.entries) == 10
+    assert [(p.url, p.kind) for p in report.problems] == [
+        ("https://sub-b.test/cds/coverage-2.json", "pagination_loop")
+    ]
+    assert report.requests == 0
+    assert snapshot.seeds == [str(mirror)]
+
+
+def test_local_metadata_file_seed(fed: FakeFederation, tmp_path: Path) -> None:
+    path = tmp_path / "sub-b.json"
+    shutil.copy(FIXTURES / "sub-b.test" / WK.lstrip("/"), path)
+    snapshot = crawl_sync([str(path)], options=fed.options())
+    assert [s.metadata_url for s in snapshot.servers] == [path.as_uri()]
+    assert sorted(e.id for e in snapshot.entries) == ["b1", "b2"]
+    assert {e.server_url for e in snapshot.entries} == {path.as_uri()}
+
+
+def test_open_energy_url_seed(fed: FakeFederation) -> None:
+    url = "https://oe.test/datasets.yaml"
+    snapshot, report = _crawl(fed, [url])
+    assert report.problems == []
+    assert [(s.metadata_url, s.shape) for s in snapshot.servers] == [(url, "open-energy")]
+    assert sorted(e.id for e in snapshot.entries) == ["feeder-consumption", "substation-headroom"]
+    assert {e.type for e in snapshot.entries} == {"dataset"}
+    record = snapshot.document(url)
+    assert record is not None and record.kind == "open-energy"
+
+
+def test_limits_on_depth_and_pages(fed: FakeFederation) -> None:
+    snapshot, report = _crawl(fed, ["holding.test"], max_depth=0, max_pages=1)
+    kinds = sorted((p.url, p.kind) for p in report.problems)
+    assert kinds == [(SUB_A, "depth_limit"), (SUB_B, "depth_limit")]
+    assert [s.metadata_url for s in snapshot.servers] == [f"https://holding.test{WK}"]
+
+    snapshot, report = _crawl(fed, [SUB_A], max_depth=0, max_pages=2)
+    assert sorted(e.id for e in snapshot.entries) == ["a1", "a2", "a3", "a4"]
+    page_limit = [p for p in report.problems if p.kind == "page_limit"]
+    assert [(p.url, p.kept) for p in page_limit] == [
+        ("https://sub-a.test/cds/coverage.json?page=3", "4 entries from 2 pages")
+    ]
