@@ -424,14 +424,14 @@ def _finish(polys: list[list[np.ndarray]], ptr: str, ctx: _Context) -> Polygonal
 
 def _unwrap(rings: list[np.ndarray], ptr: str, ctx: _Context) -> tuple[list[np.ndarray], bool]:
     """Rings that jump more than 180° in longitude are made continuous (may leave ±180)."""
-    jumps = [bool((np.abs(np.diff(r[:, 0])) > 180.0).any()) for r in rings]
-    if not any(jumps):
+    steps = [_crossing_steps(r[:, 0]) for r in rings]
+    if not any(s.any() for s in steps):
         return rings, False
     out = []
-    for ring in rings:
+    for ring, crossing in zip(rings, steps, strict=True):
         lon = ring[:, 0].copy()
         step = np.diff(lon)
-        step = step - 360.0 * np.round(step / 360.0)
+        step[crossing] -= 360.0 * np.sign(step[crossing])
         lon[1:] = lon[0] + np.cumsum(step)
         if abs(lon[-1] - lon[0]) > 1e-9:
             ctx.findings.warning(
@@ -449,6 +449,12 @@ def _unwrap(rings: list[np.ndarray], ptr: str, ctx: _Context) -> tuple[list[np.n
         if shift:
             out[i] = out[i] + np.array([shift, 0.0])
     return out, True
+
+
+def _crossing_steps(lon: np.ndarray) -> np.ndarray:
+    """Edges that jump more than 180° without touching ±180 (RFC 7946 cut edges do)."""
+    on_cut = np.abs(lon) == 180.0
+    return (np.abs(np.diff(lon)) > 180.0) & ~on_cut[:-1] & ~on_cut[1:]
 
 
 def split_antimeridian(geom: Polygonal) -> Polygonal | None:

@@ -618,9 +618,11 @@ class CoverageIndex:
     def _boundary_distance(self, t: int, lon: float, lat: float) -> float | None:
         """Geodesic metres to the nearest edge of territory ``t``.
 
-        The nearest boundary point is found in a territory-local equirectangular frame
-        (longitude scaled by the cosine of the territory's middle latitude), then the distance to
-        it is measured on the WGS 84 ellipsoid with pyproj.Geod.
+        The nearest boundary point is found in a territory-local equirectangular frame (degrees
+        of longitude scaled to the length of degrees of latitude on the WGS 84 ellipsoid at the
+        territory's middle latitude), then the distance to it is measured on the ellipsoid with
+        pyproj.Geod. The chosen point is exact for territories of a few degrees; for very tall
+        ones it can be a slightly farther boundary point (never a point off the boundary).
         """
         geom = self._geoms[t]
         if geom.geom_type == "Point":
@@ -628,7 +630,7 @@ class CoverageIndex:
         frame = self._frames.get(t)
         if frame is None:
             _, miny, _, maxy = geom.bounds
-            k = max(math.cos(math.radians((miny + maxy) / 2.0)), 0.01)
+            k = _east_north_ratio((miny + maxy) / 2.0)
             edges = shapely.transform(shapely.boundary(geom), lambda xy: xy * np.array([k, 1.0]))
             shapely.prepare(edges)
             frame = self._frames[t] = (k, edges)
@@ -673,6 +675,14 @@ class CoverageIndex:
             f"<CoverageIndex {self.snapshot_id}: {len(self.entries)} entries, "
             f"{len(self._keys)} geometries>"
         )
+
+
+def _east_north_ratio(lat: float) -> float:
+    """Length of a degree of longitude over a degree of latitude on WGS 84 at ``lat``."""
+    e2 = 0.00669437999014
+    phi = math.radians(lat)
+    ratio = math.cos(phi) * (1.0 - e2 * math.sin(phi) ** 2) / (1.0 - e2)
+    return max(ratio, 1e-3)
 
 
 def geodesic_area(geom: BaseGeometry) -> float:
