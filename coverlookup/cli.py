@@ -44,6 +44,9 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--quiet", "-q", action="store_true", help="print only errors and the summary line"
     )
+    from coverlookup.discovery.command import add_fetch_options
+
+    add_fetch_options(p)
     p.set_defaults(func=_cmd_validate)
 
 
@@ -51,6 +54,21 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from coverlookup import validate
 
     return validate.run_cli(args)
+
+
+# --- crawl ------------------------------------------------------------------------------------
+
+
+def _add_crawl(sub: argparse._SubParsersAction) -> None:
+    from coverlookup.discovery.command import add_crawl_parser
+
+    add_crawl_parser(sub).set_defaults(func=_cmd_crawl)
+
+
+def _cmd_crawl(args: argparse.Namespace) -> int:
+    from coverlookup.discovery.command import run_crawl_cli
+
+    return run_crawl_cli(args)
 
 
 # --- serve ------------------------------------------------------------------------------------
@@ -360,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    _add_crawl(sub)
     _add_validate(sub)
     _add_serve(sub)
     _add_lookup(sub)

@@ -17,7 +17,6 @@ from typing import Any
 
 from coverlookup.discovery.options import CrawlOptions, Pin, default_user_agent
 from coverlookup.discovery.report import CrawlReport, Problem, format_summary, report_dict, summary
-from coverlookup.discovery.walk import Crawler, classify_seed
 from coverlookup.errors import UsageError
 from coverlookup.findings import Finding, Severity
 from coverlookup.snapshot import Snapshot
@@ -50,6 +49,9 @@ async def crawl_with_report(
     seeds = list(seeds)
     if not seeds:
         raise UsageError("nothing to crawl: give at least one seed")
+    # aiohttp loads here, not on import: the CLI builds its parsers from this package.
+    from coverlookup.discovery.walk import Crawler
+
     crawler = Crawler(seeds, CrawlOptions.make(options, **kwargs))
     snapshot = await crawler.run()
     return snapshot, crawler.report
@@ -135,3 +137,11 @@ def validate_remote(target: str, args: argparse.Namespace | OptionsLike = None) 
             )
             results.append(ValidationResult(problem.url or target, "unreadable", [finding]))
     return results
+
+
+def __getattr__(name: str) -> Any:
+    if name == "classify_seed":
+        from coverlookup.discovery.walk import classify_seed
+
+        return classify_seed
+    raise AttributeError(f"module 'coverlookup.discovery' has no attribute {name!r}")

@@ -335,12 +335,16 @@ class Crawler:
     # -- metadata --------------------------------------------------------------------------------
 
     async def _domain(self, domain: str) -> None:
-        failures = []
+        failures: list[str] = []
+        tried: list[str] = []
         for path in WELL_KNOWN:
             url = f"https://{domain}{path}"
             error = await self._metadata(url, depth=0, quiet=True)
             if error is None:
+                if tried:
+                    self._drop_failed_probes(tried, url, failures)
                 return
+            tried.append(url)
             failures.append(error)
         self.report.add(
             f"https://{domain}/",
@@ -349,6 +353,25 @@ class Crawler:
             "nothing from this domain",
             document_kind="metadata",
         )
+
+    def _drop_failed_probes(self, tried: list[str], found_url: str, errors: list[str]) -> None:
+        """A well-known path that is simply absent is no document of the crawl, just a note."""
+        gone = set(tried)
+        self.snapshot.documents = [
+            d for d in self.snapshot.documents if not (d.url in gone and d.error)
+        ]
+        record = self.snapshot.document(found_url)
+        if record is not None:
+            for url, error in zip(tried, errors, strict=True):
+                record.findings.append(
+                    Finding(
+                        Severity.NOTICE,
+                        found_url,
+                        "",
+                        "well-known-fallback",
+                        f"nothing usable at {url} ({error}); read {found_url} instead",
+                    )
+                )
 
     async def _metadata(self, url: str, depth: int, *, quiet: bool = False) -> str | None:
         """Fetch and read one metadata (or Open Energy) document; returns an error or None."""
