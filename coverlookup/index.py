@@ -135,6 +135,8 @@ def check_coordinate(lat: Any, lon: Any) -> tuple[float, float]:
 
 
 def _check_array(name: str, values: Any, limit: float) -> np.ndarray:
+    if not isinstance(values, np.ndarray) and any(type(v) is bool for v in values):
+        raise CoordinateError(f"{name} must hold only numbers, not booleans")
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise CoordinateError(f"{name} must be a one-dimensional sequence of numbers")
@@ -569,8 +571,11 @@ class CoverageIndex:
         out = []
         for distance, t in found[:limit]:
             base = self._base[t]
-            boundary = distance if distance > 0 or self._geoms[t].geom_type == "Point" else None
-            if boundary is None:
+            if self._geoms[t].geom_type == "Point":
+                boundary = None
+            elif distance > 0:
+                boundary = distance
+            else:
                 boundary = self._boundary_distance(t, lon, lat)
             out.append(Match(base.entry, base.server, boundary, distance, base.area_m2))
         return out
