@@ -75,7 +75,7 @@ def classify_seed(text: str) -> Seed:
         return Seed(text, "file", str(path.resolve()))
     if "://" in raw:
         raise UsageError(f"seed {text!r}: only http(s) URLs, files and domains can be crawled")
-    if "/" not in raw and "." in raw and _HOST.match(raw):
+    if "/" not in raw and "." in raw and _HOST.match(raw.rstrip(".")):
         return Seed(text, "domain", lowered.rstrip("."))
     raise UsageError(f"seed {text!r}: not a URL, a domain, or an existing file or directory")
 

@@ -1,0 +1,135 @@
+"""The SSRF guard, --resolve pins, seed classification and option checks (no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from yarl import URL
+
+from coverlookup.discovery import CrawlOptions, Pin
+from coverlookup.discovery.fetch import AddressGuard
+from coverlookup.discovery.safety import check_url, unsafe_address_reason
+from coverlookup.discovery.walk import classify_seed, mirror_seed_urls
+from coverlookup.errors import UnsafeURLError, UsageError
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("127.0.0.1", "127.0.0.1 is a loopback address"),
+        ("127.5.6.7", "127.5.6.7 is a loopback address"),
+        ("::1", "::1 is a loopback address"),
+        ("10.1.2.3", "10.1.2.3 is a private address"),
+        ("172.16.0.1", "172.16.0.1 is a private address"),
+        ("192.168.1.1", "192.168.1.1 is a private address"),
+        ("fd00::1", "fd00::1 is a private address"),
+        ("169.254.169.254", "169.254.169.254 is a link-local address"),
+        ("fe80::1%eth0", "fe80::1 is a link-local address"),
+        ("100.64.0.1", "100.64.0.1 is a carrier-grade NAT address"),
+        ("224.0.0.1", "224.0.0.1 is a multicast address"),
+        ("ff02::1", "ff02::1 is a multicast address"),
+        ("0.0.0.0", "0.0.0.0 is the unspecified address"),
+        ("::", ":: is the unspecified address"),
+        ("240.0.0.1", "240.0.0.1 is a private address"),
+        ("::ffff:127.0.0.1", "::ffff:7f00:1 embeds 127.0.0.1 is a loopback address"),
+        (
+            "::ffff:169.254.169.254",
+            "::ffff:a9fe:a9fe embeds 169.254.169.254 is a link-local address",
+        ),
+        ("64:ff9b::a00:1", "64:ff9b::a00:1 embeds 10.0.0.1 is a private address"),
+        ("2002:7f00:1::", "2002:7f00:1:: embeds 127.0.0.1 is a loopback address"),
+        ("8.8.8.8", None),
+        ("2606:4700:4700::1111", None),
+        ("::ffff:8.8.8.8", None),
+    ],
+)
+def test_address_classification(address: str, reason: str | None) -> None:
+    assert unsafe_address_reason(address) == reason
+
+
+def test_check_url_rules() -> None:
+    check_url(URL("https://example.com/x"), allow_http=False, allow_private=False)
+    check_url(URL("http://example.com/x"), allow_http=True, allow_private=False)
+    cases = {
+        "http://example.com/x": "plain http refused (use --allow-http)",
+        "file:///etc/passwd": "refusing scheme 'file'",
+        "gopher://example.com/": "refusing scheme 'gopher'",
+        "https://127.0.0.1/x": "127.0.0.1 is a loopback address (use --allow-private)",
+        "https://[::ffff:10.0.0.1]/x": "embeds 10.0.0.1 is a private address",
+    }
+    for url, message in cases.items():
+        with pytest.raises(UnsafeURLError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            check_url(URL(url), allow_http=False, allow_private=False)
+    # A downgrade is refused even with --allow-http.
+    with pytest.raises(UnsafeURLError, match="refusing https -> http downgrade"):
+        check_url(
+            URL("http://example.com/"),
+            allow_http=True,
+            allow_private=False,
+            came_from=URL("https://example.com/"),
+        )
+    check_url(URL("https://10.0.0.1/"), allow_http=False, allow_private=True)
+
+
+def test_pins_parse_like_curl() -> None:
+    assert Pin.parse("example.com:443:203.0.113.5") == Pin("example.com", 443, "203.0.113.5", 443)
+    assert Pin.parse("Example.COM:443:127.0.0.1:8443") == Pin("example.com", 443, "127.0.0.1", 8443)
+    assert Pin.parse("a.test:443:[::1]:8443") == Pin("a.test", 443, "::1", 8443)
+    assert Pin.parse("a.test:443:2001:db8::1") == Pin("a.test", 443, "2001:db8::1", 443)
+    for bad, message in {
+        "example.com": "expected HOST:PORT:ADDRESS",
+        "example.com:http:1.2.3.4": "bad port 'http'",
+        "example.com:443:not-an-ip": "'not-an-ip' is not an IP address",
+        "example.com:443:1.2.3.4:99999": "bad port '99999'",
+    }.items():
+        with pytest.raises(UsageError, match=message):
+            Pin.parse(bad)
+
+
+def test_guard_trusts_only_the_pinned_address() -> None:
+    guard = AddressGuard(CrawlOptions(resolve=("a.test:443:127.0.0.1:8443",)).pins(), False)
+    assert guard.refusal("a.test", 443, "127.0.0.1") is None
+    assert guard.refusal("a.test", 443, "127.0.0.2") == (
+        "a.test connected to 127.0.0.2 is a loopback address (use --allow-private)"
+    )
+    assert guard.refusal("b.test", 443, "127.0.0.1") is not None
+    assert guard.refusal("b.test", 443, "93.184.216.34") is None
+    assert AddressGuard({}, True).refusal("b.test", 443, "10.0.0.1") is None
+
+
+def test_seed_classification(tmp_path: Path) -> None:
+    (tmp_path / "meta.json").write_text("{}")
+    assert classify_seed("example.com").kind == "domain"
+    assert classify_seed("Example.COM.").target == "example.com"
+    assert classify_seed("example.com:8443").kind == "domain"
+    assert classify_seed("https://example.com/x.json").kind == "url"
+    assert classify_seed(str(tmp_path / "meta.json")).kind == "file"
+    assert classify_seed(str(tmp_path)).kind == "directory"
+    assert classify_seed((tmp_path / "meta.json").as_uri()).kind == "file"
+    with pytest.raises(UsageError, match="only http"):
+        classify_seed("ftp://example.com/x")
+    with pytest.raises(UsageError, match="not a URL, a domain"):
+        classify_seed("not a seed")
+
+
+def test_mirror_seed_urls(tmp_path: Path) -> None:
+    (tmp_path / "a.example" / ".well-known").mkdir(parents=True)
+    (tmp_path / "a.example" / ".well-known" / "cds-server-metadata.json").write_text("{}")
+    (tmp_path / "b.example" / ".well-known").mkdir(parents=True)
+    (tmp_path / "b.example" / ".well-known" / "carbon-data-spec.json").write_text("{}")
+    (tmp_path / "static.example").mkdir()
+    assert mirror_seed_urls(tmp_path) == [
+        "https://a.example/.well-known/cds-server-metadata.json",
+        "https://b.example/.well-known/carbon-data-spec.json",
+    ]
+
+
+def test_option_checks(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="concurrency must be positive, not 0"):
+        CrawlOptions(concurrency=0)
+    with pytest.raises(UsageError, match="no such file"):
+        CrawlOptions(cafile=str(tmp_path / "missing.pem"))
+    assert CrawlOptions().user_agent == (
+        "coverlookup/0.1.0 (+https://github.com/coverlookup/coverlookup)"
+    )
