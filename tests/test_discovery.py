@@ -291,3 +291,60 @@ def _crawl(fed: FakeFederation, seeds: list[str], **kwargs: Any) -> tuple[Snapsh
     import asyncio
 
     return asyncio.run(crawl_with_report(seeds, options=fed.options(**kwargs)))
+
+
+def test_redirect_to_other_scheme_loop_and_too_many(fed: FakeFederation) -> None:
+    from aiohttp import web
+
+    async def to_file(request: web.Request) -> web.Response:
+        raise web.HTTPFound("file:///etc/passwd")
+
+    async def loop_a(request: web.Request) -> web.Response:
+        raise web.HTTPFound("https://plain.test/loop-b")
+
+    async def loop_b(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect("/loop-a")
+
+    async def chain(request: web.Request) -> web.Response:
+        step = int(request.query.get("n", "0"))
+        raise web.HTTPFound(f"/chain?n={step + 1}")
+
+    fed.overrides[("plain.test", "/to-file")] = to_file
+    fed.overrides[("plain.test", "/loop-a")] = loop_a
+    fed.overrides[("plain.test", "/loop-b")] = loop_b
+    for n in range(10):
+        fed.overrides[("plain.test", "/chain" + (f"?n={n}" if n else ""))] = chain
+    seeds = ["https://plain.test/to-file", "https://plain.test/loop-a", "https://plain.test/chain"]
+    _, report = _crawl(fed, seeds, max_redirects=3)
+    got = {p.url: (p.kind, p.message) for p in report.problems}
+    assert got == {
+        "https://plain.test/to-file": (
+            "unsafe_url",
+            "file:///etc/passwd: refusing scheme 'file' "
+            "(redirected from https://plain.test/to-file)",
+        ),
+        "https://plain.test/loop-a": (
+            "redirect_loop",
+            "https://plain.test/loop-a: redirect loop back to https://plain.test/loop-a",
+        ),
+        "https://plain.test/chain": (
+            "too_many_redirects",
+            "https://plain.test/chain: more than 3 redirects",
+        ),
+    }
+
+
+def test_connection_refused_is_retried_then_reported(fed: FakeFederation) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = "https://closed.test/.well-known/cds-server-metadata.json"
+    options = fed.options(resolve=(*fed.pins(), f"closed.test:443:127.0.0.1:{port}"))
+    import asyncio
+
+    _, report = asyncio.run(crawl_with_report([url], options=options))
+    [problem] = report.problems
+    assert (problem.url, problem.kind) == (url, "connection")
+    assert problem.message.startswith(f"{url}: cannot connect: ")
