@@ -344,6 +344,8 @@ class Fetcher:
     # -- mirrors ---------------------------------------------------------------------------------
 
     def _mirror_path(self, url: URL) -> Path | None:
+        """``https://host/a/b.json?page=2`` -> ``MIRROR/host/a/b.json?page=2`` (query kept as is;
+        a directory stands for its ``index.json``). Any scheme and port map to the same folder."""
         if not self.options.mirrors or url.scheme not in ("http", "https") or not url.host:
             return None
         root = self.options.mirrors.get(url.host.lower().rstrip("."))
