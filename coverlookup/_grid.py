@@ -20,7 +20,7 @@ sorted by territory number (territories are numbered smallest area first).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
@@ -29,6 +29,7 @@ from shapely.geometry.base import BaseGeometry
 # Slack around boundary segments, in degrees (about 0.1 mm): absorbs rounding in segmentize.
 EPS = 1e-9
 DEFAULT_SCALE = 16  # cells per degree: 1/16° ≈ 7 km at the equator
+_BLOCK_COLS, _BLOCK_ROWS = 361, 181  # 1° blocks, including the lon = 180 / lat = 90 edge
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +38,37 @@ class Grid:
     keys: np.ndarray  # int64, sorted, unique
     offsets: np.ndarray  # int64, len(keys) + 1
     ids: np.ndarray  # int32: t (interior) or ~t (boundary)
+    # Derived, not stored: a two-level table (1° blocks of scale x scale cells) mapping a cell
+    # key to its row in ``keys`` (or -1) with two gathers instead of a binary search.
+    blocks: np.ndarray = field(init=False, repr=False, compare=False)
+    table: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        s = self.scale
+        ncols = 360 * s + 1
+        bx, by = (self.keys % ncols) // s, (self.keys // ncols) // s
+        block_keys = by * _BLOCK_COLS + bx
+        occupied, block_of_row = np.unique(block_keys, return_inverse=True)
+        blocks = np.full(_BLOCK_COLS * _BLOCK_ROWS, len(occupied), dtype=np.int32)
+        blocks[occupied] = np.arange(len(occupied), dtype=np.int32)
+        # One spare all-empty block at the end answers every unoccupied block.
+        table = np.full((len(occupied) + 1) * s * s, -1, dtype=np.int32)
+        local = ((self.keys // ncols) % s) * s + (self.keys % ncols) % s
+        table[block_of_row.astype(np.int64) * s * s + local] = np.arange(len(self.keys))
+        object.__setattr__(self, "blocks", blocks)
+        object.__setattr__(self, "table", table)
 
     @property
     def ncols(self) -> int:
         return 360 * self.scale + 1
+
+    def rows(self, keys: np.ndarray) -> np.ndarray:
+        """Row of each cell key in ``keys`` (-1 where the grid has no such cell)."""
+        s = self.scale
+        ncols = 360 * s + 1
+        ix, iy = keys % ncols, keys // ncols
+        block = self.blocks[(iy // s) * _BLOCK_COLS + ix // s].astype(np.int64)
+        return self.table[block * (s * s) + (iy % s) * s + ix % s]
 
     def cell_keys(self, lons: np.ndarray, lats: np.ndarray) -> np.ndarray:
         return cell_keys(lons, lats, self.scale)
@@ -141,9 +169,9 @@ def expand(grid: Grid, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = len(keys)
     if not len(grid.keys) or not n:
         return np.empty(0, np.int64), np.empty(0, np.int32)
-    pos = np.searchsorted(grid.keys, keys)
-    np.clip(pos, 0, len(grid.keys) - 1, out=pos)
-    found = grid.keys[pos] == keys
+    rows = grid.rows(keys)
+    found = rows >= 0
+    pos = np.where(found, rows, 0)
     start = np.where(found, grid.offsets[pos], 0)
     counts = np.where(found, grid.offsets[pos + 1] - start, 0)
     total = int(counts.sum())

@@ -20,13 +20,15 @@ nearest-edge search that costs more than the lookup itself, and bulk callers rar
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import hashlib
 import logging
 import math
 import os
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
@@ -491,16 +493,18 @@ class CoverageIndex:
             keep = mask[territory]
             query, territory = query[keep], territory[keep]
         base = self._base
-        if boundary_distance:
-            lon_list, lat_list = lon_arr.tolist(), lat_arr.tolist()
-            flat = [
-                _point_match(base[t], self, t, lon_list[q], lat_list[q])
-                for q, t in zip(query.tolist(), territory.tolist(), strict=True)
-            ]
-        else:
-            flat = [base[t] for t in territory.tolist()]
         bounds = np.searchsorted(query, np.arange(n + 1)).tolist()
-        return [flat[a:b] for a, b in pairwise(bounds)]
+        # A million small acyclic lists would otherwise trigger many full GC passes.
+        with _gc_paused():
+            if boundary_distance:
+                lon_list, lat_list = lon_arr.tolist(), lat_arr.tolist()
+                flat = [
+                    _point_match(base[t], self, t, lon_list[q], lat_list[q])
+                    for q, t in zip(query.tolist(), territory.tolist(), strict=True)
+                ]
+            else:
+                flat = [base[t] for t in territory.tolist()]
+            return [flat[a:b] for a, b in pairwise(bounds)]
 
     def locate_many(self, lats: np.ndarray, lons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(point number, territory number) pairs covering the points, sorted; no validation."""
@@ -680,6 +684,17 @@ class CoverageIndex:
             f"<CoverageIndex {self.snapshot_id}: {len(self.entries)} entries, "
             f"{len(self._keys)} geometries>"
         )
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _east_north_ratio(lat: float) -> float:
