@@ -638,9 +638,12 @@ class CoverageIndex:
             return None
         frame = self._frames.get(t)
         if frame is None:
-            _, miny, _, maxy = geom.bounds
+            minx, miny, maxx, maxy = geom.bounds
             k = _east_north_ratio((miny + maxy) / 2.0)
-            edges = shapely.transform(shapely.boundary(geom), lambda xy: xy * np.array([k, 1.0]))
+            edges = shapely.boundary(geom)
+            if minx <= -180.0 or maxx >= 180.0:
+                edges = _join_at_antimeridian(edges)
+            edges = shapely.transform(edges, lambda xy: xy * np.array([k, 1.0]))
             shapely.prepare(edges)
             frame = self._frames[t] = (k, edges)
         k, edges = frame
@@ -684,6 +687,35 @@ class CoverageIndex:
             f"<CoverageIndex {self.snapshot_id}: {len(self.entries)} entries, "
             f"{len(self._keys)} geometries>"
         )
+
+
+_MERIDIAN_EAST = shapely.LineString([(180.0, -90.0), (180.0, 90.0)])
+_MERIDIAN_WEST = shapely.LineString([(-180.0, -90.0), (-180.0, 90.0)])
+
+
+def _shift(geom: BaseGeometry, dx: float) -> BaseGeometry:
+    return shapely.transform(geom, lambda xy: xy + np.array([dx, 0.0]))
+
+
+def _join_at_antimeridian(edges: BaseGeometry) -> BaseGeometry:
+    """Edges of a territory split at ±180, as one continuous set of lines.
+
+    Where the territory lies on both sides of the antimeridian, the cut along it is no edge:
+    it is removed, and copies shifted by ±360° let a nearest-edge search cross over.
+    """
+    east = shapely.intersection(edges, _MERIDIAN_EAST)
+    west = _shift(shapely.intersection(edges, _MERIDIAN_WEST), 360.0)
+    cut = shapely.intersection(east, west)
+    if cut.is_empty or shapely.length(cut) == 0:
+        return edges
+    edges = shapely.difference(edges, shapely.union(cut, _shift(cut, -360.0)))
+    parts = [
+        line
+        for copy in (edges, _shift(edges, 360.0), _shift(edges, -360.0))
+        for line in shapely.get_parts(copy)
+        if line.geom_type == "LineString"
+    ]
+    return shapely.multilinestrings(parts)
 
 
 @contextlib.contextmanager

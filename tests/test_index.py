@@ -231,6 +231,18 @@ def test_edges_antimeridian_and_poles(world_edges, lat, lon, expected):
     assert _keys(world_edges.lookup_many([lat], [lon])[0]) == expected
 
 
+def test_boundary_distance_ignores_the_antimeridian_cut(world_edges):
+    # The split at 180° is not an edge: the nearest real edge is the parallel at 50°N.
+    for lon in (179.0, -179.0, 180.0):
+        (match,) = world_edges.lookup(54.0, lon)
+        assert match.boundary_distance_m == pytest.approx(_geodesic(54, lon, 50, lon), abs=0.01)
+    (near,) = world_edges.lookup(52.0, 179.9)
+    assert near.boundary_distance_m == pytest.approx(_geodesic(52, 179.9, 50, 179.9), abs=0.01)
+    # Nearest across the antimeridian, from outside: 1° east of the territory's east edge.
+    (outside,) = world_edges.nearest(55.0, -169.0, 100)
+    assert outside.distance_m == pytest.approx(_geodesic(55, -169, 55, -170), abs=1.0)
+
+
 def test_from_geojson_entries_and_match_shape(squares):
     uri = (FIXTURES / "two_squares.geojson").resolve().as_uri()
     (match,) = squares.lookup(0.25, 0.5)
