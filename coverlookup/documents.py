@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import orjson
@@ -56,8 +57,26 @@ def _check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
             stack.extend((v, depth + 1) for v in item)
 
 
-def _depth_prescan(text: str, limit: int = MAX_DEPTH) -> None:
-    """Refuse absurd bracket nesting before any recursive parser sees it."""
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _depth_prescan(text: str, limit: int = MAX_DEPTH, *, data: bytes | None = None) -> None:
+    """Refuse absurd bracket nesting before any recursive code walks the value.
+
+    The fast path counts brackets outside strings with numpy; only a document that is too deep
+    pays for the character loop that finds the line and column.
+    """
+    if data is None:
+        data = text.encode("utf-8")
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return
+    import numpy as np
+
+    stripped = np.frombuffer(_JSON_STRING.sub(b'""', data), dtype=np.uint8)
+    steps = ((stripped == 91) | (stripped == 123)).astype(np.int8)  # [ {
+    steps -= ((stripped == 93) | (stripped == 125)).astype(np.int8)  # ] }
+    if int(np.cumsum(steps, dtype=np.int32).max(initial=0)) <= limit:
+        return
     depth = 0
     in_string = False
     escape = False
@@ -86,10 +105,12 @@ def _depth_prescan(text: str, limit: int = MAX_DEPTH) -> None:
 
 def parse_json(data: bytes) -> Any:
     """Strict JSON (RFC 8259): no NaN/Infinity, no trailing commas, no lone surrogates."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     text = _decode(data)
-    _depth_prescan(text)
+    _depth_prescan(text, data=data)
     try:
-        return orjson.loads(text)
+        return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         line, col = exc.lineno, exc.colno
         msg = exc.msg
