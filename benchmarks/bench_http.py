@@ -32,6 +32,8 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("COVERLOOKUP_SHARED", REPO.parent / "shared"))
 US_FILE = SHARED / "data" / "us-retail-territories" / "utilities-territories.geojson"
+sys.path.insert(0, str(REPO))  # run from a clone without installing
+
 US_BOX = (24.5, 49.4, -124.8, -66.9)  # south, north, west, east
 
 WRK_SCRIPT = """

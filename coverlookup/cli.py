@@ -218,7 +218,8 @@ def _lookup_table(answer: dict) -> str:
             lines.append(
                 f"Other territories within {q['candidate_km']:g} km (the address may be in one):"
             )
-        table = [("ENTITY", "TERRITORY", "TYPE", "COMMODITIES", "CAPABILITIES", "EDGE / DIST")]
+        last = "DISTANCE" if title == "nearest" else "TO EDGE"
+        table = [("ENTITY", "TERRITORY", "TYPE", "COMMODITIES", "CAPABILITIES", last)]
         for m in rows:
             metres = m.get("distance_m") if title != "matches" else m.get("boundary_distance_m")
             table.append(

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 FILTERS = ("commodity", "capability", "infrastructure", "type")
+_FILTER_SET = frozenset(FILTERS)
 MAX_NEAREST_KM = 500.0
 NEAREST_LIMIT = 10
 # Address answers coarser than a street address also list territories this close as candidates:
@@ -91,11 +92,17 @@ class Query:
         nearest_km: float | None = None,
         **filters: str | None,
     ) -> Query:
-        check_point(lat, lon)
-        unknown = set(filters) - set(FILTERS)
-        if unknown:
-            raise UsageError(f"unknown filter {sorted(unknown)[0]!r}; known: {', '.join(FILTERS)}")
+        # On every request's path: plain comparisons first, the helpful messages only on failure.
+        if not (
+            type(lat) is float
+            and type(lon) is float
+            and -90.0 <= lat <= 90.0
+            and -180.0 <= lon <= 180.0
+        ):
+            check_point(lat, lon)
         for name, value in filters.items():
+            if name not in _FILTER_SET:
+                raise UsageError(f"unknown filter {name!r}; known: {', '.join(FILTERS)}")
             if value is not None and (not isinstance(value, str) or not value):
                 raise UsageError(f"{name} must be a non-empty string")
         if nearest_km is not None and not (0 < nearest_km <= MAX_NEAREST_KM):

@@ -120,9 +120,8 @@ def test_lookup_table_with_negative_longitude(capsys: pytest.CaptureFixture[str]
         "TYPE",
         "COMMODITIES",
         "CAPABILITIES",
+        "TO",
         "EDGE",
-        "/",
-        "DIST",
     ]
     assert [line.split("  ")[0] for line in out[1:5]] == [
         "Alder Falls Municipal Utilities",
