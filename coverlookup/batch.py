@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
@@ -66,6 +66,7 @@ _SAMPLE_CHARS = 1 << 20
 
 OK = "ok"
 ERROR = "error"
+_NO_MATCH_CELLS = ["0", "", "", "", "", OK, ""]
 
 
 @dataclass(slots=True)
@@ -157,15 +158,8 @@ def sniff_delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-@dataclass(slots=True)
-class _Record:
-    line: int  # 1-based line the record starts on
-    fields: list[str]
-    error: str | None = None
-    lat: float = 0.0
-    lon: float = 0.0
-    location: Location | None = None
-    matches: list[Match] | None = None
+# A record as read: (line it starts on, its fields, why it failed or None, its text or None).
+_Raw = tuple[int, list[str], str | None, str | None]
 
 
 def open_text(source: IO[bytes] | IO[str] | str | os.PathLike[str]) -> IO[str]:
@@ -180,8 +174,23 @@ def open_text(source: IO[bytes] | IO[str] | str | os.PathLike[str]) -> IO[str]:
     return io.TextIOWrapper(source, encoding="utf-8-sig", errors="replace", newline="")  # type: ignore[arg-type]
 
 
+class _Chunk:
+    """One chunk's rows and, per row, its matches, error and geocode."""
+
+    __slots__ = ("errors", "locations", "matches", "rows")
+
+    def __init__(self, rows: list[_Raw]):
+        self.rows = rows
+        self.errors: list[str | None] = [error for _, _, error, _ in rows]
+        self.matches: list[list[Match] | None] = [None] * len(rows)
+        self.locations: list[Location | None] | None = None
+
+
 class BatchRunner:
-    """Runs batch files against one index (and, for address/ZIP files, one geocoder)."""
+    """Runs batch files against one index (and, for address/ZIP files, one geocoder).
+
+    One run at a time per runner (it keeps the current file's delimiter); make one per request.
+    """
 
     def __init__(
         self,
@@ -194,6 +203,8 @@ class BatchRunner:
     ):
         if chunk_rows < 1:
             raise UsageError("chunk_rows must be at least 1")
+        if max_field_chars < 1:
+            raise UsageError("max_field_chars must be at least 1")
         self.index = index
         if geocoder is not None and not isinstance(geocoder, CachingGeocoder):
             geocoder = CachingGeocoder(geocoder)
@@ -201,14 +212,18 @@ class BatchRunner:
         self.filters = {k: v for k, v in (filters or {}).items() if v is not None}
         self.chunk_rows = chunk_rows
         self.max_field_chars = max_field_chars
-        # Rows with the same set of matches share their formatted cells.
-        self._cells: dict[tuple[int, ...], tuple[str, str, str, str, str]] = {}
+        # Rows with the same set of matches share their formatted cells (keyed by the entries'
+        # ids: entries live as long as the index, so an id is never reused while cached).
+        self._suffixes: dict[Any, str] = {}
+        # Output is written in the input's delimiter, so records can be echoed as they came.
+        self._delimiter = ","
+        self._header_text = ""
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\n")
 
     # --- reading ---------------------------------------------------------------------------------
 
-    def _records(self, text: IO[str], summary: BatchSummary) -> tuple[Columns, Iterator[_Record]]:
-        if csv.field_size_limit() < CSV_FIELD_LIMIT:
-            csv.field_size_limit(CSV_FIELD_LIMIT)
+    def _records(self, text: IO[str], summary: BatchSummary) -> tuple[Columns, Iterator[_Raw]]:
         header_line = ""
         header_at = 0
         while not header_line.strip():
@@ -218,175 +233,293 @@ class BatchRunner:
                 return find_columns(()), iter(())
         delimiter = sniff_delimiter(header_line)
         summary.delimiter = delimiter
-        reader = csv.reader(itertools.chain([header_line], text), delimiter=delimiter, strict=True)
-        header = next(reader)
+        if delimiter != self._delimiter:
+            self._suffixes.clear()
+            self._delimiter = delimiter
+            self._writer = csv.writer(self._buffer, delimiter=delimiter, lineterminator="\n")
+        if csv.field_size_limit() < CSV_FIELD_LIMIT:
+            # Quoted records go through the csv module: let it read long fields, so they are
+            # reported against max_field_chars by name rather than as a parser error.
+            csv.field_size_limit(CSV_FIELD_LIMIT)
+        header_text = header_line.rstrip("\r\n")
+        try:
+            header = _parse_record(header_text, delimiter)
+        except csv.Error as exc:
+            raise UsageError(f"line {header_at}: the header is not valid CSV: {exc}") from None
+        self._header_text = header_text
         columns = find_columns(header)
         summary.mode = columns.mode
+        return columns, self._iter_records(text, header, header_at)
+
+    def _iter_records(self, text: IO[str], header: list[str], line_no: int) -> Iterator[_Raw]:
+        """Records after the header: (start line, fields, error or None, raw text or None).
+
+        A line without a quote character is split on the delimiter (what a CSV parser would do)
+        and its text kept to be echoed as it came; a line with quotes goes to the csv module,
+        joined with the following lines while a quoted field is open (odd count of quotes).
+        """
+        delimiter = self._delimiter
         width = len(header)
         max_chars = self.max_field_chars
-        line_offset = header_at - 1
-
-        def records() -> Iterator[_Record]:
-            previous_end = reader.line_num
-            while True:
-                start = previous_end + 1 + line_offset
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:
-                    previous_end = reader.line_num
-                    yield _Record(start, [""] * width, f"line {start}: malformed CSV: {exc}")
-                    continue
-                previous_end = reader.line_num
-                if not fields:
-                    continue  # a blank line is not a record
-                if len(fields) != width:
-                    if width == 1:  # an unquoted address with commas in a one-column file
-                        fields = [delimiter.join(fields)]
+        pending: list[str] = []
+        pending_chars = 0
+        start = line_no
+        for line in text:
+            line_no += 1
+            if not pending:
+                start = line_no
+                if '"' not in line:
+                    body = line.rstrip("\r\n")
+                    if not body:
+                        continue  # a blank line is not a record
+                    fields = body.split(delimiter)
+                    if len(fields) == width and len(body) <= max_chars:
+                        yield start, fields, None, body
                     else:
-                        message = f"line {start}: {len(fields)} fields where the header has {width}"
-                        fields = (fields + [""] * width)[:width]
-                        yield _Record(start, fields, message)
-                        continue
-                longest = max(map(len, fields))
-                if longest > max_chars:
-                    column = next(i for i, f in enumerate(fields) if len(f) == longest)
-                    yield _Record(
-                        start,
-                        fields,
-                        f"line {start}: field {header[column]!r} is {longest:,} characters "
-                        f"long (limit {max_chars:,})",
-                    )
+                        yield self._checked(start, fields, header, body)
                     continue
-                yield _Record(start, fields)
+            pending.append(line)
+            pending_chars += len(line)
+            record = "".join(pending)
+            if record.count('"') % 2 and pending_chars <= CSV_FIELD_LIMIT:
+                continue  # a quoted field runs on into the next line
+            pending.clear()
+            pending_chars = 0
+            body = record.rstrip("\r\n")
+            if len(body) > CSV_FIELD_LIMIT:
+                message = (
+                    f"line {start}: an unclosed quote runs past {CSV_FIELD_LIMIT:,} characters"
+                )
+                yield start, [""] * width, message, None
+                continue
+            try:
+                fields = _parse_record(body, delimiter)
+            except csv.Error as exc:
+                yield start, [""] * width, f"line {start}: malformed CSV: {exc}", None
+                continue
+            yield self._checked(start, fields, header, body)
+        if pending:  # the file ends inside a quoted field: a truncated last record
+            message = f"line {start}: the file ends inside a quoted field (truncated?)"
+            yield start, [""] * width, message, None
 
-        return columns, records()
+    def _checked(self, start: int, fields: list[str], header: list[str], body: str) -> _Raw:
+        """A record that needs a closer look: its field count and its field lengths."""
+        width = len(header)
+        if len(fields) != width:
+            if width == 1:  # an unquoted address with commas in a one-column file
+                return start, [self._delimiter.join(fields)], None, None
+            message = f"line {start}: {len(fields)} fields where the header has {width}"
+            return start, (fields + [""] * width)[:width], message, None
+        longest = max(map(len, fields))
+        if longest > self.max_field_chars:
+            name = header[[len(f) for f in fields].index(longest)]
+            message = (
+                f"line {start}: field {name!r} is {longest:,} characters long "
+                f"(limit {self.max_field_chars:,})"
+            )
+            return start, fields, message, body
+        return start, fields, None, body
 
     # --- resolving points and looking them up ----------------------------------------------------
 
-    def _resolve(self, record: _Record, columns: Columns) -> bool:
-        """Fill ``record.lat/lon`` (geocoding if needed); False, with ``record.error``, if not."""
-        fields = record.fields
-        if columns.lat is not None:
-            lat_text, lon_text = fields[columns.lat], fields[columns.lon]  # type: ignore[index]
-            if lat_text.strip() or lon_text.strip() or not columns.geocoded:
-                try:
-                    record.lat = _coordinate(lat_text, "latitude", 90.0)
-                    record.lon = _coordinate(lon_text, "longitude", 180.0)
-                except CoordinateError as exc:
-                    record.error = f"line {record.line}: {exc}"
-                    return False
-                return True
-        # Geocode: the address column, else the ZIP column (a row may fill either).
+    def _lookup(self, chunk: _Chunk, columns: Columns) -> None:
+        """Resolve every good row of the chunk to a point, then look all of them up at once."""
+        rows, errors = chunk.rows, chunk.errors
+        positions: list[int] = []
+        lats: list[float] = []
+        lons: list[float] = []
+        lat_i, lon_i = columns.lat, columns.lon
+        geocoded = columns.geocoded
+        if lat_i is not None and not geocoded and self._lookup_clean(chunk, lat_i, lon_i):
+            return
+        if geocoded:
+            chunk.locations = [None] * len(rows)
+        for i, (line, fields, error, _) in enumerate(rows):
+            if error is not None:
+                continue
+            if lat_i is not None:
+                lat_text, lon_text = fields[lat_i], fields[lon_i]  # type: ignore[index]
+                if not geocoded or lat_text.strip() or lon_text.strip():
+                    # The common case first, cheaply; anything odd gets the careful parser.
+                    try:
+                        lat, lon = float(lat_text), float(lon_text)
+                        fast = -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0
+                    except ValueError:
+                        fast = False
+                    if not fast or "_" in lat_text or "_" in lon_text:
+                        try:
+                            lat = _coordinate(lat_text, "latitude", 90.0)
+                            lon = _coordinate(lon_text, "longitude", 180.0)
+                        except CoordinateError as exc:
+                            errors[i] = f"line {line}: {exc}"
+                            continue
+                    positions.append(i)
+                    lats.append(lat)
+                    lons.append(lon)
+                    continue
+            location, error = self._geocode(line, fields, columns)
+            if location is None:
+                errors[i] = error
+                continue
+            chunk.locations[i] = location  # type: ignore[index]
+            positions.append(i)
+            lats.append(location.lat)
+            lons.append(location.lon)
+        if positions:
+            found = self._lookup_points(lats, lons, [rows[i][0] for i in positions])
+            for i, result in zip(positions, found, strict=True):
+                if isinstance(result, str):
+                    errors[i] = result
+                else:
+                    chunk.matches[i] = result
+
+    def _lookup_clean(self, chunk: _Chunk, lat_i: int, lon_i: int) -> bool:
+        """The usual chunk, all rows well formed and in range: parse and look up in one go.
+
+        False (and nothing done) when any row needs the careful, row-by-row path.
+        """
+        rows = chunk.rows
+        if chunk.errors.count(None) != len(rows):
+            return False
+        try:
+            lats = np.array([fields[lat_i] for _, fields, _, _ in rows], dtype=np.float64)
+            lons = np.array([fields[lon_i] for _, fields, _, _ in rows], dtype=np.float64)
+        except ValueError:
+            return False
+        # NaN fails these comparisons too.
+        if not ((np.abs(lats) <= 90.0).all() and (np.abs(lons) <= 180.0).all()):
+            return False
+        found = self._lookup_points(lats, lons, [line for line, _, _, _ in rows])
+        for i, result in enumerate(found):
+            if isinstance(result, str):
+                chunk.errors[i] = result
+            else:
+                chunk.matches[i] = result
+        return True
+
+    def _geocode(
+        self, line: int, fields: list[str], columns: Columns
+    ) -> tuple[Location | None, str | None]:
+        # The address column, else the ZIP column (a row may fill either).
         query = fields[columns.address].strip() if columns.address is not None else ""
         if not query and columns.zip is not None:
             query = _zip_text(fields[columns.zip])
         if not query:
-            what = "address" if columns.zip is None else "address or zip"
             if columns.address is None:
                 what = "zip"
-            record.error = f"line {record.line}: empty {what}"
-            return False
+            elif columns.zip is None:
+                what = "address"
+            else:
+                what = "address and zip"
+            if columns.lat is not None:
+                what = f"coordinates and {what}"
+            return None, f"line {line}: empty {what}"
         if "\ufffd" in query:
-            record.error = f"line {record.line}: the text is not valid UTF-8"
-            return False
+            return None, f"line {line}: the text is not valid UTF-8"
         if self.geocoder is None:
-            record.error = f"line {record.line}: no geocoder configured for addresses"
-            return False
+            return None, f"line {line}: no geocoder configured for addresses"
         try:
             location = self.geocoder.geocode(query)
         except CoverlookupError as exc:
-            record.error = f"line {record.line}: {exc}"
-            return False
+            return None, f"line {line}: {exc}"
         if location is None:
-            record.error = f"line {record.line}: no location found for {query[:200]!r}"
-            return False
-        record.location = location
-        record.lat, record.lon = location.lat, location.lon
-        return True
+            return None, f"line {line}: no location found for {query[:200]!r}"
+        return location, None
 
-    def _lookup_chunk(self, records: list[_Record], columns: Columns) -> None:
-        self._lookup_resolved([r for r in records if r.error is None and self._resolve(r, columns)])
-
-    def _lookup_resolved(self, todo: list[_Record]) -> None:
-        if not todo:
-            return
-        lats = np.fromiter((r.lat for r in todo), dtype=np.float64, count=len(todo))
-        lons = np.fromiter((r.lon for r in todo), dtype=np.float64, count=len(todo))
+    def _lookup_points(
+        self, lats: Sequence[float], lons: Sequence[float], lines: list[int]
+    ) -> list[list[Match] | str]:
+        """Matches per point (vectorised), or an error message for a point that failed."""
         try:
-            results = self.index.lookup_many(lats, lons, **self.filters)
+            return self.index.lookup_many(
+                np.asarray(lats, dtype=np.float64),
+                np.asarray(lons, dtype=np.float64),
+                **self.filters,
+            )
         except UsageError:
             raise  # a bad filter is the caller's mistake, the same for every row
         except Exception as exc:  # isolate the row that broke the vectorised call
             logger.warning("lookup_many failed on a chunk (%s); retrying point by point", exc)
-            for record in todo:
-                try:
-                    record.matches = self.index.lookup(record.lat, record.lon, **self.filters)
-                except UsageError:
-                    raise
-                except Exception as row_exc:
-                    record.error = f"line {record.line}: lookup failed: {row_exc}"
-            return
-        for record, matches in zip(todo, results, strict=True):
-            record.matches = matches
+        out: list[list[Match] | str] = []
+        for lat, lon, line in zip(lats, lons, lines, strict=True):
+            try:
+                out.append(self.index.lookup(float(lat), float(lon), **self.filters))
+            except UsageError:
+                raise
+            except Exception as exc:
+                out.append(f"line {line}: lookup failed: {exc}")
+        return out
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def _cells_for(self, matches: list[Match]) -> tuple[str, str, str, str, str]:
-        key = tuple(id(m.entry) for m in matches)
-        cells = self._cells.get(key)
-        if cells is None:
+    def _serialize(self, cells: Sequence[str]) -> str:
+        """Cells as one CSV line (no line end), quoted where needed, in the input's delimiter."""
+        self._writer.writerow(cells)
+        return _take(self._buffer)[:-1]
+
+    def _suffix_for(self, matches: list[Match]) -> str:
+        """The result cells of a row with these matches, as CSV text starting with a delimiter."""
+        if not matches:
+            key: Any = ()
+        elif len(matches) == 1:
+            key = id(matches[0].entry)
+        else:
+            key = tuple([id(m.entry) for m in matches])
+        suffix = self._suffixes.get(key)
+        if suffix is None:
             names = _unique(
                 m.entry.entity_name or (m.server.name if m.server else None) or "" for m in matches
             )
-            keys = [m.entry.key for m in matches]
-            capabilities = _unique(c for m in matches for c in m.entry.capabilities)
-            commodities = _unique(c for m in matches for c in m.entry.commodity_types)
-            cells = (
+            cells = [
                 str(len(matches)),
                 MULTI_SEPARATOR.join(n for n in names if n),
-                MULTI_SEPARATOR.join(keys),
-                MULTI_SEPARATOR.join(capabilities),
-                MULTI_SEPARATOR.join(commodities),
-            )
-            if len(self._cells) < 100_000:
-                self._cells[key] = cells
-        return cells
+                MULTI_SEPARATOR.join(m.entry.key for m in matches),
+                MULTI_SEPARATOR.join(_unique(c for m in matches for c in m.entry.capabilities)),
+                MULTI_SEPARATOR.join(_unique(c for m in matches for c in m.entry.commodity_types)),
+                OK,
+                "",
+            ]
+            suffix = self._delimiter + self._serialize(cells)
+            if len(self._suffixes) < 100_000:
+                self._suffixes[key] = suffix
+        return suffix
 
-    def _csv_rows(self, records: list[_Record], columns: Columns) -> list[list[str]]:
-        rows = []
-        geocoded = columns.geocoded
-        for record in records:
-            if record.error is None and record.matches is not None:
-                row = [*record.fields, *self._cells_for(record.matches), OK, ""]
+    def _csv_text(self, chunk: _Chunk) -> str:
+        """The chunk's output lines: each input record as it came, then its result cells."""
+        delimiter = self._delimiter
+        suffix_for = self._suffix_for
+        locations = chunk.locations
+        parts = []
+        for i, ((_, fields, _, raw), error, matches) in enumerate(
+            zip(chunk.rows, chunk.errors, chunk.matches, strict=True)
+        ):
+            prefix = raw if raw is not None else self._serialize(fields)
+            if error is None and matches is not None:
+                suffix = suffix_for(matches)
             else:
-                row = [*record.fields, "", "", "", "", "", ERROR, record.error or "not looked up"]
-            if geocoded:
-                loc = record.location
+                failed = ["", "", "", "", "", ERROR, error or "not looked up"]
+                suffix = delimiter + self._serialize(failed)
+            if locations is not None:
+                loc = locations[i]
                 if loc is None:
-                    row += ["", "", "", ""]
+                    suffix += delimiter * 4
                 else:
-                    row += [repr(loc.lat), repr(loc.lon), loc.precision, loc.provider]
-            rows.append(row)
-        return rows
+                    place = (repr(loc.lat), repr(loc.lon), loc.precision, loc.provider)
+                    suffix += delimiter + self._serialize(place)
+            parts.append(prefix + suffix + "\n")
+        return "".join(parts)
 
-    def _json_items(self, records: list[_Record], columns: Columns) -> Iterator[dict[str, Any]]:
-        for record in records:
-            item: dict[str, Any] = {
-                "line": record.line,
-                "input": dict(zip(columns.names, record.fields, strict=False)),
-            }
-            ok = record.error is None and record.matches is not None
-            matches = record.matches if ok else []
-            item["match_count"] = len(matches) if ok else None
-            item["matches"] = [m.to_dict() for m in matches or ()]
-            if record.location is not None:
-                item["geocode"] = record.location.to_dict()
-                item["approximate"] = record.location.approximate
-            item["status"] = OK if ok else ERROR
-            item["error"] = None if ok else (record.error or "not looked up")
-            yield item
+    def _json_items(self, chunk: _Chunk, columns: Columns) -> Iterator[dict[str, Any]]:
+        locations = chunk.locations or [None] * len(chunk.rows)
+        for (line, fields, _, _), error, matches, location in zip(
+            chunk.rows, chunk.errors, chunk.matches, locations, strict=True
+        ):
+            yield _result(
+                {"line": line, "input": dict(zip(columns.names, fields, strict=False))},
+                error,
+                matches,
+                location,
+            )
 
     # --- the run ---------------------------------------------------------------------------------
 
@@ -396,7 +529,7 @@ class BatchRunner:
         *,
         fmt: str = "csv",
         summary: BatchSummary | None = None,
-        on_chunk: Any = None,
+        on_chunk: Callable[[BatchSummary], None] | None = None,
     ) -> Iterator[str]:
         """Yield the output text chunk by chunk (the header first for CSV)."""
         if fmt not in FORMATS:
@@ -407,43 +540,33 @@ class BatchRunner:
         columns, records = self._records(text, summary)
         if columns.problem:
             logger.warning("batch input: %s", columns.problem)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        if fmt == "csv":
-            header = list(columns.names) + list(RESULT_COLUMNS)
-            if columns.geocoded:
-                header += GEOCODE_COLUMNS
-            if columns.names:
-                writer.writerow(header)
-                yield _take(out)
+        if fmt == "csv" and columns.names:
+            names = list(RESULT_COLUMNS) + (list(GEOCODE_COLUMNS) if columns.geocoded else [])
+            yield self._header_text + self._delimiter + self._serialize(names) + "\n"
         while True:
-            chunk = list(itertools.islice(records, self.chunk_rows))
-            if not chunk:
+            chunk = _Chunk(list(itertools.islice(records, self.chunk_rows)))
+            if not chunk.rows:
                 break
             if columns.problem:
-                for record in chunk:
-                    if record.error is None:
-                        record.error = f"line {record.line}: {columns.problem}"
+                chunk.errors = [
+                    error or f"line {line}: {columns.problem}" for line, _, error, _ in chunk.rows
+                ]
             else:
-                self._lookup_chunk(chunk, columns)
+                self._lookup(chunk, columns)
             if fmt == "csv":
-                writer.writerows(self._csv_rows(chunk, columns))
-                yield _take(out)
+                yield self._csv_text(chunk)
             else:
                 yield "".join(
                     orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE).decode()
                     for item in self._json_items(chunk, columns)
                 )
-            for record in chunk:
-                summary.rows += 1
-                if record.error is None and record.matches is not None:
-                    summary.ok += 1
-                else:
-                    summary.errors += 1
-                    if len(summary.first_errors) < 10:
-                        summary.first_errors.append(record.error or "not looked up")
-                if record.location is not None:
-                    summary.geocoded += 1
+            summary.rows += len(chunk.rows)
+            failed = [e for e in chunk.errors if e is not None]
+            summary.errors += len(failed)
+            summary.ok += len(chunk.rows) - len(failed)
+            summary.first_errors.extend(failed[: 10 - len(summary.first_errors)])
+            if chunk.locations is not None:
+                summary.geocoded += sum(loc is not None for loc in chunk.locations)
             summary.seconds = time.perf_counter() - started
             if on_chunk is not None:
                 on_chunk(summary)
@@ -467,56 +590,98 @@ class BatchRunner:
         return summary
 
     def iter_json(self, items: Iterable[Any]) -> Iterator[dict[str, Any]]:
-        """Batch over already-parsed JSON items: ``{"lat":..,"lon":..}``, ``{"address":..}``, ..."""
-        iterator = iter(enumerate(items, start=1))
+        """Batch over parsed JSON objects: ``{"lat", "lon"}``, ``{"address"}`` or ``{"zip"}``.
+
+        One result per item, in order, each with its 1-based ``row`` number.
+        """
+        numbered = enumerate(items, start=1)
         while True:
-            chunk = list(itertools.islice(iterator, self.chunk_rows))
-            if not chunk:
+            part = list(itertools.islice(numbered, self.chunk_rows))
+            if not part:
                 return
-            records: list[_Record] = []
-            for number, item in chunk:
-                record, columns = _json_record(number, item)
-                if record.error is None:
-                    self._resolve(record, columns)
-                records.append(record)
-            self._lookup_resolved([r for r in records if r.error is None])
-            for (number, item), record in zip(chunk, records, strict=True):
-                ok = record.error is None and record.matches is not None
-                out: dict[str, Any] = {"row": number, "input": item}
-                out["match_count"] = len(record.matches or ()) if ok else None
-                out["matches"] = [m.to_dict() for m in record.matches or ()] if ok else []
-                if record.location is not None:
-                    out["geocode"] = record.location.to_dict()
-                    out["approximate"] = record.location.approximate
-                out["status"] = OK if ok else ERROR
-                out["error"] = (
-                    None
-                    if ok
-                    else (record.error or "not looked up").replace(
-                        f"line {number}:", f"item {number}:"
-                    )
-                )
-                yield out
+            # Items may differ in their keys: resolve them one by one, look them up together.
+            chunk = _Chunk([])
+            chunk.locations = []
+            lats: list[float] = []
+            lons: list[float] = []
+            positions: list[int] = []
+            for i, (number, item) in enumerate(part):
+                location, lat_lon, error = self._json_point(number, item)
+                chunk.errors.append(error)
+                chunk.matches.append(None)
+                chunk.locations.append(location)
+                if lat_lon is not None:
+                    positions.append(i)
+                    lats.append(lat_lon[0])
+                    lons.append(lat_lon[1])
+            if positions:
+                found = self._lookup_points(lats, lons, [part[i][0] for i in positions])
+                for i, result in zip(positions, found, strict=True):
+                    if isinstance(result, str):
+                        chunk.errors[i] = result.replace("line ", "item ", 1)
+                    else:
+                        chunk.matches[i] = result
+            for (number, item), error, matches, location in zip(
+                part, chunk.errors, chunk.matches, chunk.locations, strict=True
+            ):
+                yield _result({"row": number, "input": item}, error, matches, location)
+
+    def _json_point(
+        self, number: int, item: Any
+    ) -> tuple[Location | None, tuple[float, float] | None, str | None]:
+        if not isinstance(item, Mapping):
+            return None, None, f"item {number}: expected an object, got {type(item).__name__}"
+        names = [str(k) for k in item]
+        values = [
+            "" if v is None else v if isinstance(v, str) else _json_text(v) for v in item.values()
+        ]
+        columns = find_columns(names)
+        if columns.problem:
+            problem = columns.problem.replace("the header has", "the object has")
+            return None, None, f"item {number}: {problem}"
+        if columns.lat is not None:
+            lat_text, lon_text = values[columns.lat], values[columns.lon]  # type: ignore[index]
+            if not columns.geocoded or lat_text.strip() or lon_text.strip():
+                try:
+                    lat = _coordinate(lat_text, "latitude", 90.0)
+                    lon = _coordinate(lon_text, "longitude", 180.0)
+                except CoordinateError as exc:
+                    return None, None, f"item {number}: {exc}"
+                return None, (lat, lon), None
+        location, error = self._geocode(number, values, columns)
+        if location is None:
+            return None, None, (error or "").replace(f"line {number}:", f"item {number}:", 1)
+        return location, (location.lat, location.lon), None
 
 
-def _json_record(number: int, item: Any) -> tuple[_Record, Columns]:
-    if not isinstance(item, Mapping):
-        columns = Columns(())
-        return _Record(number, [], f"item {number}: expected an object"), columns
-    names = [str(k) for k in item]
-    values = []
-    for value in item.values():
-        if value is None:
-            values.append("")
-        elif isinstance(value, bool):
-            values.append("not-a-number")
-        else:
-            values.append(value if isinstance(value, str) else repr(value))
-    columns = find_columns(names)
-    record = _Record(number, values)
-    if columns.problem:
-        record.error = f"item {number}: {columns.problem}"
-    return record, columns
+def _result(
+    item: dict[str, Any],
+    error: str | None,
+    matches: list[Match] | None,
+    location: Location | None,
+) -> dict[str, Any]:
+    ok = error is None and matches is not None
+    item["match_count"] = len(matches) if ok and matches is not None else None
+    item["matches"] = [m.to_dict() for m in matches] if ok and matches is not None else []
+    if location is not None:
+        item["geocode"] = location.to_dict()
+        item["approximate"] = location.approximate
+    item["status"] = OK if ok else ERROR
+    item["error"] = None if ok else (error or "not looked up")
+    return item
+
+
+def _json_text(value: Any) -> str:
+    # A boolean is not a coordinate (and float(True) would say it is 1.0).
+    return "not-a-number" if isinstance(value, bool) else repr(value)
+
+
+def _parse_record(text: str, delimiter: str) -> list[str]:
+    """One CSV record (which may hold line breaks inside quotes); csv.Error if malformed."""
+    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True))
+    if len(rows) != 1:
+        raise csv.Error(f"expected one record, found {len(rows)}")
+    return rows[0]
 
 
 def _coordinate(text: str, name: str, limit: float) -> float:
