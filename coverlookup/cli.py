@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from coverlookup.errors import CoverlookupError, UsageError
 
@@ -105,6 +105,14 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-http", action="store_true", help="crawl plain http:// too")
     p.add_argument("--allow-private", action="store_true", help="crawl private addresses too")
     p.add_argument("--resolve", action="append", default=[], metavar="HOST:PORT:ADDR")
+    _add_geocoder_options(p)
+    p.add_argument(
+        "--candidate-km",
+        type=float,
+        default=10.0,
+        metavar="KM",
+        help="for approximate addresses, also list territories within KM (default 10)",
+    )
     p.set_defaults(func=_cmd_serve)
 
 
@@ -128,8 +136,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         cors_origins=tuple(args.cors_origin),
         max_body_bytes=args.max_body_bytes,
         crawl_options=tuple(crawl.items()),
+        geocoder=args.geocoder,
+        geocoder_options=_geocoder_option_pairs(args.geocoder_option),
+        candidate_km=args.candidate_km,
     )
     return web.run(options)
+
+
+def _geocoder_option_pairs(items: list[str]) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    from coverlookup.geocoding import parse_options
+
+    return tuple((name, tuple(opts.items())) for name, opts in parse_options(items).items())
 
 
 # --- lookup -----------------------------------------------------------------------------------

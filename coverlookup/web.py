@@ -555,10 +555,22 @@ class ServeOptions:
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY
     crawl_options: tuple[tuple[str, Any], ...] = ()
+    # Address lookups: geocoders in order (None: $COVERLOOKUP_GEOCODER, else offline), options
+    # per provider as (name, ((key, value), ...)), and the radius for approximate answers.
+    geocoder: str | None = None
+    geocoder_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    candidate_km: float = 10.0
 
 
 def build_service(options: ServeOptions) -> LookupService:
     from coverlookup.service import crawl_loader, load_index
+
+    addresses: dict[str, Any] = {"candidate_km": options.candidate_km}
+    if options.geocoder is not None or options.geocoder_options:
+        from coverlookup.geocoding import build_geocoder
+
+        provider_options = {name: dict(pairs) for name, pairs in options.geocoder_options}
+        addresses["geocoder"] = build_geocoder(options.geocoder, provider_options or None)
 
     if options.seeds:
         loader = crawl_loader(
@@ -569,9 +581,10 @@ def build_service(options: ServeOptions) -> LookupService:
             # Serve the last snapshot at once if there is one; the crawl refreshes it.
             with contextlib.suppress(SnapshotError):
                 index = load_index(options.snapshot)
-        return LookupService(index, loader=loader, source="seeds: " + " ".join(options.seeds))
+        source = "seeds: " + " ".join(options.seeds)
+        return LookupService(index, loader=loader, source=source, **addresses)
     index = load_index(options.snapshot)
-    return LookupService(index, source=options.snapshot or "demo")
+    return LookupService(index, source=options.snapshot or "demo", **addresses)
 
 
 def run_worker(options: ServeOptions, announce: bool = True) -> None:

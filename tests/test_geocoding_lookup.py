@@ -210,3 +210,29 @@ def test_cli_lookup_address_json_and_errors(capsys: pytest.CaptureFixture[str]) 
     )
     assert cli.main(["lookup", "--address", "x", "--geocoder", "nosuch"]) == 2
     assert "unknown geocoder 'nosuch'" in capsys.readouterr().err
+
+
+def test_serve_options_configure_the_geocoder() -> None:
+    from coverlookup.web import ServeOptions, build_service
+
+    args = cli.build_parser().parse_args(
+        [
+            "serve",
+            "--geocoder",
+            "offline,nominatim",
+            "--geocoder-option",
+            "nominatim.domain=127.0.0.1:9",
+            "--geocoder-option",
+            "nominatim.scheme=http",
+            "--candidate-km",
+            "3",
+        ]
+    )
+    pairs = cli._geocoder_option_pairs(args.geocoder_option)
+    assert pairs == (("nominatim", (("domain", "127.0.0.1:9"), ("scheme", "http"))),)
+    service = build_service(
+        ServeOptions(geocoder=args.geocoder, geocoder_options=pairs, candidate_km=3.0)
+    )
+    assert service.geocoder.name == "offline,nominatim"
+    assert service.candidate_km == 3.0
+    assert build_service(ServeOptions()).geocoder.name == "offline"
