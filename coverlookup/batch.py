@@ -256,15 +256,36 @@ class BatchRunner:
 
         A line without a quote character is split on the delimiter (what a CSV parser would do)
         and its text kept to be echoed as it came; a line with quotes goes to the csv module,
-        joined with the following lines while a quoted field is open (odd count of quotes).
+        joined with the following lines while a quoted field is open. An open quote that runs
+        past a bound fails its first line only; the lines after it are read again as records.
         """
         delimiter = self._delimiter
         width = len(header)
         max_chars = self.max_field_chars
+        open_limit = 2 * max_chars + 1024
         pending: list[str] = []
         pending_chars = 0
+        quotes = 0
         start = line_no
-        for line in text:
+        replay: list[str] = []
+        lines = iter(text)
+        while True:
+            if replay:
+                line = replay.pop()
+            else:
+                line = next(lines, None)
+                if line is None:
+                    if len(pending) <= 1:
+                        break
+                    # The file ends inside a quote opened lines ago: that first line is the
+                    # bad record; what follows it is read again on its own.
+                    message = f"line {start}: a quoted field is never closed"
+                    yield start, [""] * width, message, None
+                    replay.extend(reversed(pending[1:]))
+                    line_no = start
+                    pending.clear()
+                    pending_chars = quotes = 0
+                    continue
             line_no += 1
             if not pending:
                 start = line_no
@@ -280,25 +301,29 @@ class BatchRunner:
                     continue
             pending.append(line)
             pending_chars += len(line)
-            record = "".join(pending)
-            if record.count('"') % 2 and pending_chars <= CSV_FIELD_LIMIT:
-                continue  # a quoted field runs on into the next line
-            pending.clear()
-            pending_chars = 0
-            body = record.rstrip("\r\n")
-            if len(body) > CSV_FIELD_LIMIT:
-                message = (
-                    f"line {start}: an unclosed quote runs past {CSV_FIELD_LIMIT:,} characters"
-                )
-                yield start, [""] * width, message, None
-                continue
+            quotes += line.count('"')
+            if len(pending) > 1 and quotes % 2 and pending_chars <= open_limit:
+                continue  # a quoted field is still open (an even count may close it)
+            body = "".join(pending).rstrip("\r\n")
             try:
                 fields = _parse_record(body, delimiter)
             except csv.Error as exc:
-                yield start, [""] * width, f"line {start}: malformed CSV: {exc}", None
+                if str(exc) != "unexpected end of data":
+                    yield start, [""] * width, f"line {start}: malformed CSV: {exc}", None
+                elif pending_chars <= open_limit:
+                    continue  # the quoted field goes on into the next line
+                else:
+                    message = f"line {start}: a quoted field is not closed within the next lines"
+                    yield start, [""] * width, message, None
+                    replay.extend(reversed(pending[1:]))
+                    line_no = start
+                pending.clear()
+                pending_chars = quotes = 0
                 continue
+            pending.clear()
+            pending_chars = quotes = 0
             yield self._checked(start, fields, header, body)
-        if pending:  # the file ends inside a quoted field: a truncated last record
+        if pending:  # the last line ends inside a quoted field: a truncated last record
             message = f"line {start}: the file ends inside a quoted field (truncated?)"
             yield start, [""] * width, message, None
 

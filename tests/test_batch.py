@@ -340,3 +340,32 @@ def test_cli_batch_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     code = cli.main(["batch", str(FIXTURES / "tab.csv"), "--name-property", "x"])
     assert code == 2
     assert capsys.readouterr().err == "coverlookup: error: --name-property goes with --geojson\n"
+
+
+def test_stray_quotes_do_not_swallow_the_rows_after_them(index: CoverageIndex) -> None:
+    data = (
+        'name,lat,lon\n5 12" pipe,36.7,-119.8\n"never closed,36.7,-119.8\n'
+        "next,36.7,-119.8\nlast,42.3,-71.0\n"
+    )
+    text, summary = run(index, data.encode())
+    rows = rows_of(text)
+    assert [(r["name"], r["status"], r["error"]) for r in rows] == [
+        ('5 12" pipe', "ok", ""),  # a quote inside an unquoted field is just a character
+        ("", "error", "line 3: a quoted field is never closed"),
+        ("next", "ok", ""),
+        ("last", "ok", ""),
+    ]
+    assert (summary.rows, summary.errors) == (4, 1)
+
+
+def test_an_open_quote_is_given_up_on_after_a_bound(index: CoverageIndex) -> None:
+    lines = ["name,lat,lon", '"open,36.7,-119.8'] + [f"r{n},36.7,-119.8" for n in range(200)]
+    text, _ = run(index, ("\n".join(lines) + "\n").encode(), max_field_chars=100)
+    rows = rows_of(text)
+    assert len(rows) == 201
+    assert (rows[0]["status"], rows[0]["error"]) == (
+        "error",
+        "line 2: a quoted field is not closed within the next lines",
+    )
+    assert [r["name"] for r in rows[1:]] == [f"r{n}" for n in range(200)]
+    assert {r["status"] for r in rows[1:]} == {"ok"}
