@@ -703,7 +703,7 @@ def _json_text(value: Any) -> str:
 
 def _parse_record(text: str, delimiter: str) -> list[str]:
     """One CSV record (which may hold line breaks inside quotes); csv.Error if malformed."""
-    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True))
+    rows = list(csv.reader([text], delimiter=delimiter, strict=True))
     if len(rows) != 1:
         raise csv.Error(f"expected one record, found {len(rows)}")
     return rows[0]
