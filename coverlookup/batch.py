@@ -2,10 +2,11 @@
 
 Columns are found by header (CONTRACT "Batch CSV"): ``lat``/``latitude`` + ``lon``/``lng``/
 ``longitude``, or ``address``, or ``zip``/``postcode``. Every input record yields exactly one output
-record, in order: the input columns, then ``match_count, entity_names, entry_keys, capabilities,
-commodity_types, status, error`` (and, when rows are geocoded, where the geocoder put them). A bad
-row gets ``status=error`` and a message naming its line; it never stops the run. Blank lines are not
-records and produce nothing (as in pandas and most CSV tools).
+record, in order: the input record as it came (output keeps the input's delimiter), then
+``match_count, entity_names, entry_keys, capabilities, commodity_types, status, error`` (and, when
+rows are geocoded, where the geocoder put them). A bad row gets ``status=error`` and a message
+naming its line; it never stops the run. Blank lines are not records and produce nothing (as in
+pandas and most CSV tools).
 
 Memory is bounded by the chunk size, never by the file: rows are read, looked up through
 ``CoverageIndex.lookup_many`` and written ``chunk_rows`` at a time.
