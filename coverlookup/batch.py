@@ -803,8 +803,11 @@ class Progress:
         self.stream.flush()
 
     def finish(self, summary: BatchSummary) -> None:
-        self.update(summary, force=True)
-        self.stream.write("\n")
+        line = f"{summary.rows:,} rows in {_duration(summary.seconds)}"
+        line += f"  {summary.rows_per_s:,.0f} rows/s"
+        if summary.errors:
+            line += f"  {summary.errors:,} errors"
+        self.stream.write("\r\x1b[K" + line + "\n")
         self.stream.flush()
 
 

@@ -294,6 +294,8 @@ def test_progress_line() -> None:
     summary = BatchSummary(rows=1000, ok=990, errors=10, seconds=2.0)
     progress.update(summary, force=True)
     assert stream.getvalue() == "\r\x1b[K1,000 rows  500 rows/s  10 errors  50%  ETA 0:00:02"
+    progress.finish(summary)
+    assert stream.getvalue().endswith("\r\x1b[K1,000 rows in 0:00:02  500 rows/s  10 errors\n")
 
 
 # --- the command line -----------------------------------------------------------------------------
