@@ -399,6 +399,9 @@ def _run_batch(args: argparse.Namespace, runner: BatchRunner) -> int:
             except OSError as exc:
                 raise UsageError(f"cannot read {args.input}: {exc.strerror or exc}") from None
         if args.output and args.output != "-":
+            if args.input != "-" and os.path.exists(args.output):
+                if os.path.samefile(args.input, args.output):
+                    raise UsageError(f"-o {args.output} is the input file; write elsewhere")
             try:
                 sink = stack.enter_context(open(args.output, "w", encoding="utf-8", newline=""))
             except OSError as exc:

@@ -371,3 +371,13 @@ def test_an_open_quote_is_given_up_on_after_a_bound(index: CoverageIndex) -> Non
     )
     assert [r["name"] for r in rows[1:]] == [f"r{n}" for n in range(200)]
     assert {r["status"] for r in rows[1:]} == {"ok"}
+
+
+def test_cli_batch_refuses_to_overwrite_its_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sites.csv"
+    path.write_bytes(b"lat,lon\n36.7,-119.8\n")
+    assert batch_cli(str(path), "-o", str(path)) == 2
+    assert "is the input file" in capsys.readouterr().err
+    assert path.read_bytes() == b"lat,lon\n36.7,-119.8\n"
