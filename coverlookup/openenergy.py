@@ -228,9 +228,7 @@ def _parse_transport(
     http = transport.get("http")
     if not isinstance(http, dict):
         what = (
-            "is missing"
-            if "http" not in transport
-            else f"must be an object, got {type_name(http)}"
+            "is missing" if "http" not in transport else f"must be an object, got {type_name(http)}"
         )
         found.error(
             tbase + "/http", "missing-transport", f"'transport.http' (an OpenAPI block) {what}"
