@@ -15,15 +15,21 @@ snapshot's ``index/`` directory so a service starts in well under a second; a re
 new index and the caller swaps the reference.
 
 ``boundary_distance_m`` of a ``lookup`` match is computed on first access: it needs a
-nearest-edge search that costs more than the lookup itself, and bulk callers rarely want it.
+nearest-edge search that costs more than the lookup itself, and bulk callers rarely want it
+(``lookup_many`` leaves it None unless asked, and shares one immutable match per territory).
+
+Entries kept but never matched by point: logical entries, entries whose geometry is missing or
+rejected (see ``findings``), and data sets that give only a ``dcat:centroid``: a point has no area,
+so it is indexed as a point that only ``nearest`` finds (no invented buffer).
+
+Modules: ``_build`` (entries -> geometries), ``_grid`` (the cell grid), ``_compiled`` (the saved
+form), ``_geodesy`` (areas, edge distances), ``_matches`` (lazy matches, coordinate checks).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import gc
-import hashlib
 import logging
 import math
 import os
@@ -39,117 +45,20 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from coverlookup import _compiled
+from coverlookup._build import entry_geometry, read_geojson_source
+from coverlookup._geodesy import KM_PER_DEG_LAT, distance_to_edges, edge_frame, geod, geodesic_area
 from coverlookup._grid import DEFAULT_SCALE, Grid, build_grid, cell_key, cell_keys, expand
-from coverlookup.documents import parse_json
+from coverlookup._matches import check_array, check_coordinate, point_match
 from coverlookup.errors import (
     CoordinateError,
-    CoverlookupError,
     NotFoundError,
     UsageError,
 )
-from coverlookup.findings import Finding, FindingList
-from coverlookup.geometry import geometry_from_spatial, read_features, territory_from_geojson
-from coverlookup.model import DATASET, GEOGRAPHIC, Entry, Match, Server
+from coverlookup.findings import Finding
+from coverlookup.model import Entry, Match, Server
 from coverlookup.snapshot import Snapshot, load_snapshot, resolve_snapshot_dir
 
 log = logging.getLogger(__name__)
-
-_GEOD = None
-_KM_PER_DEG_LAT = 110.574  # the shortest degree of latitude (at the equator): a safe bound
-
-
-def _geod() -> Any:
-    global _GEOD
-    if _GEOD is None:
-        import pyproj
-
-        _GEOD = pyproj.Geod(ellps="WGS84")
-    return _GEOD
-
-
-# --- the lazy match ------------------------------------------------------------------------------
-
-_PENDING: Any = object()
-_SLOTS = {name: Match.__dict__[name] for name in Match.__dataclass_fields__}
-_SET_ENTRY = _SLOTS["entry"].__set__
-_SET_SERVER = _SLOTS["server"].__set__
-_SET_BOUNDARY = _SLOTS["boundary_distance_m"].__set__
-_GET_BOUNDARY = _SLOTS["boundary_distance_m"].__get__
-_SET_DISTANCE = _SLOTS["distance_m"].__set__
-_SET_AREA = _SLOTS["area_m2"].__set__
-
-
-class _PointMatch(Match):
-    """A :class:`Match` for a query point whose ``boundary_distance_m`` is measured on first use."""
-
-    __slots__ = ("_index", "_lat", "_lon", "_territory")
-
-    @property  # type: ignore[override]
-    def boundary_distance_m(self) -> float | None:
-        value = _GET_BOUNDARY(self)
-        if value is _PENDING:
-            value = self._index._boundary_distance(self._territory, self._lon, self._lat)
-            _SET_BOUNDARY(self, value)
-        return value
-
-    @boundary_distance_m.setter
-    def boundary_distance_m(self, value: float | None) -> None:
-        _SET_BOUNDARY(self, value)
-
-
-_SET_INDEX = _PointMatch.__dict__["_index"].__set__
-_SET_TERRITORY = _PointMatch.__dict__["_territory"].__set__
-_SET_LON = _PointMatch.__dict__["_lon"].__set__
-_SET_LAT = _PointMatch.__dict__["_lat"].__set__
-
-
-def _point_match(base: Match, index: CoverageIndex, t: int, lon: float, lat: float) -> Match:
-    match = object.__new__(_PointMatch)
-    _SET_ENTRY(match, base.entry)
-    _SET_SERVER(match, base.server)
-    _SET_BOUNDARY(match, _PENDING)
-    _SET_DISTANCE(match, None)
-    _SET_AREA(match, base.area_m2)
-    _SET_INDEX(match, index)
-    _SET_TERRITORY(match, t)
-    _SET_LON(match, lon)
-    _SET_LAT(match, lat)
-    return match
-
-
-# --- coordinates ---------------------------------------------------------------------------------
-
-
-def check_coordinate(lat: Any, lon: Any) -> tuple[float, float]:
-    """``(lat, lon)`` as floats, or CoordinateError naming what is wrong."""
-    out = []
-    for name, value, limit in (("lat", lat, 90.0), ("lon", lon, 180.0)):
-        if type(value) is not float:
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-                raise CoordinateError(f"{name} must be a number, got {value!r}")
-            if isinstance(value, np.complexfloating):
-                raise CoordinateError(f"{name} must be a real number, got {value!r}")
-            value = float(value)
-        if not (-limit <= value <= limit):  # also false for NaN
-            raise CoordinateError(f"{name} {value!r} is outside [-{limit:g}, {limit:g}]")
-        out.append(value)
-    return out[0], out[1]
-
-
-def _check_array(name: str, values: Any, limit: float) -> np.ndarray:
-    if not isinstance(values, np.ndarray) and any(type(v) is bool for v in values):
-        raise CoordinateError(f"{name} must hold only numbers, not booleans")
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise CoordinateError(f"{name} must be a one-dimensional sequence of numbers")
-    if arr.dtype.kind not in "fiu":
-        raise CoordinateError(f"{name} must hold only numbers (got {arr.dtype} values)")
-    arr = arr.astype(np.float64, copy=False)
-    bad = ~(np.abs(arr) <= limit)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise CoordinateError(f"{name}[{i}] = {arr[i]!r} is outside [-{limit:g}, {limit:g}]")
-    return arr
 
 
 # --- the index -----------------------------------------------------------------------------------
@@ -211,7 +120,7 @@ class CoverageIndex:
         by_document: dict[str, tuple[BaseGeometry | None, bool]] = {}
         pairs: list[tuple[str, BaseGeometry]] = []
         for entry in snapshot.entries:
-            geom = _entry_geometry(snapshot, entry, findings, by_document)
+            geom = entry_geometry(snapshot, entry, findings, by_document)
             if geom is not None:
                 pairs.append((entry.key, geom))
         return cls._assemble(
@@ -316,50 +225,14 @@ class CoverageIndex:
         scale: int = DEFAULT_SCALE,
     ) -> CoverageIndex:
         """Index a GIS export directly: each polygonal feature becomes a geographic entry."""
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-        value = parse_json(data)
-        uri = path.resolve().as_uri()
-        features, found = read_features(value, uri)
-        server = Server(metadata_url=uri, shape="geojson", name=path.stem)
-        entries: list[Entry] = []
-        pairs: list[tuple[str, BaseGeometry]] = []
-        seen: set[str] = set()
-        for number, feature in enumerate(features):
-            props = feature.properties
-            raw_id = props.get(id_property) if id_property else feature.feature_id
-            if raw_id is None and not id_property:
-                raw_id = props.get("id")
-            entry_id = str(raw_id) if raw_id is not None else str(number)
-            if entry_id in seen:
-                found.warning(
-                    feature.pointer, "duplicate-id", f"id {entry_id!r} repeats; using '#{number}'"
-                )
-                entry_id = f"{entry_id}#{number}"
-            seen.add(entry_id)
-            name = props.get(name_property) if name_property else _guess_name(props)
-            entry = Entry(
-                server_url=uri,
-                id=entry_id,
-                type=GEOGRAPHIC,
-                name=None if name is None else str(name),
-                entity_name=None if name is None else str(name),
-                extra=MappingProxyType(dict(props)),
-            )
-            entries.append(entry)
-            pairs.append((entry.key, feature.geometry))
-        digest = hashlib.sha256(data).hexdigest()[:12]
-        mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+        source = read_geojson_source(Path(path), name_property, id_property)
         return cls._assemble(
-            snapshot_id=f"geojson-{digest}",
-            created=mtime.isoformat().replace("+00:00", "Z"),
-            servers=[server],
-            entries=entries,
-            pairs=pairs,
-            findings=list(found),
+            snapshot_id=source.snapshot_id,
+            created=source.created,
+            servers=[source.server],
+            entries=source.entries,
+            pairs=source.pairs,
+            findings=source.findings,
             scale=scale,
             path=None,
         )
@@ -448,7 +321,7 @@ class CoverageIndex:
             # The same meridian: a territory split at the antimeridian touches it from both sides.
             found = sorted(set(found).union(self._locate(-lon, lat)))
         base = self._base
-        return [_point_match(base[t], self, t, lon, lat) for t in found if mask is None or mask[t]]
+        return [point_match(base[t], self, t, lon, lat) for t in found if mask is None or mask[t]]
 
     def _locate(self, lon: float, lat: float) -> list[int]:
         key = cell_key(lon, lat, self._scale)
@@ -480,8 +353,8 @@ class CoverageIndex:
         Matches are shared, immutable objects with ``boundary_distance_m=None`` unless
         ``boundary_distance`` is true, in which case each carries its own (measured lazily).
         """
-        lat_arr = _check_array("lats", lats, 90.0)
-        lon_arr = _check_array("lons", lons, 180.0)
+        lat_arr = check_array("lats", lats, 90.0)
+        lon_arr = check_array("lons", lons, 180.0)
         if len(lat_arr) != len(lon_arr):
             raise CoordinateError(
                 f"lats and lons differ in length ({len(lat_arr)} and {len(lon_arr)})"
@@ -499,7 +372,7 @@ class CoverageIndex:
             if boundary_distance:
                 lon_list, lat_list = lon_arr.tolist(), lat_arr.tolist()
                 flat = [
-                    _point_match(base[t], self, t, lon_list[q], lat_list[q])
+                    point_match(base[t], self, t, lon_list[q], lat_list[q])
                     for q, t in zip(query.tolist(), territory.tolist(), strict=True)
                 ]
             else:
@@ -585,7 +458,7 @@ class CoverageIndex:
         return out
 
     def _candidates_near(self, lon: float, lat: float, max_km: float) -> set[int]:
-        dlat = max_km / _KM_PER_DEG_LAT
+        dlat = max_km / KM_PER_DEG_LAT
         south, north = max(-90.0, lat - dlat), min(90.0, lat + dlat)
         widest = math.cos(math.radians(min(90.0, max(abs(south), abs(north)))))
         dlon = 360.0 if widest < 1e-9 else max_km / (111.0 * widest)
@@ -619,7 +492,7 @@ class CoverageIndex:
         """Geodesic metres from the point to territory ``t`` (0 when it covers the point)."""
         geom = self._geoms[t]
         if geom.geom_type == "Point":
-            return float(_geod().inv(lon, lat, geom.x, geom.y)[2])
+            return float(geod().inv(lon, lat, geom.x, geom.y)[2])
         if shapely.intersects_xy(geom, lon, lat):
             return 0.0
         return self._boundary_distance(t, lon, lat)
@@ -638,18 +511,8 @@ class CoverageIndex:
             return None
         frame = self._frames.get(t)
         if frame is None:
-            minx, miny, maxx, maxy = geom.bounds
-            k = _east_north_ratio((miny + maxy) / 2.0)
-            edges = shapely.boundary(geom)
-            if minx <= -180.0 or maxx >= 180.0:
-                edges = _join_at_antimeridian(edges)
-            edges = shapely.transform(edges, lambda xy: xy * np.array([k, 1.0]))
-            shapely.prepare(edges)
-            frame = self._frames[t] = (k, edges)
-        k, edges = frame
-        line = shapely.shortest_line(edges, shapely.Point(lon * k, lat))
-        (x, y), _ = shapely.get_coordinates(line)
-        return float(_geod().inv(lon, lat, x / k, y)[2])
+            frame = self._frames[t] = edge_frame(geom)
+        return distance_to_edges(frame, lon, lat)
 
     def _mask(
         self,
@@ -689,35 +552,6 @@ class CoverageIndex:
         )
 
 
-_MERIDIAN_EAST = shapely.LineString([(180.0, -90.0), (180.0, 90.0)])
-_MERIDIAN_WEST = shapely.LineString([(-180.0, -90.0), (-180.0, 90.0)])
-
-
-def _shift(geom: BaseGeometry, dx: float) -> BaseGeometry:
-    return shapely.transform(geom, lambda xy: xy + np.array([dx, 0.0]))
-
-
-def _join_at_antimeridian(edges: BaseGeometry) -> BaseGeometry:
-    """Edges of a territory split at ±180, as one continuous set of lines.
-
-    Where the territory lies on both sides of the antimeridian, the cut along it is no edge:
-    it is removed, and copies shifted by ±360° let a nearest-edge search cross over.
-    """
-    east = shapely.intersection(edges, _MERIDIAN_EAST)
-    west = _shift(shapely.intersection(edges, _MERIDIAN_WEST), 360.0)
-    cut = shapely.intersection(east, west)
-    if cut.is_empty or shapely.length(cut) == 0:
-        return edges
-    edges = shapely.difference(edges, shapely.union(cut, _shift(cut, -360.0)))
-    parts = [
-        line
-        for copy in (edges, _shift(edges, 360.0), _shift(edges, -360.0))
-        for line in shapely.get_parts(copy)
-        if line.geom_type == "LineString"
-    ]
-    return shapely.multilinestrings(parts)
-
-
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     enabled = gc.isenabled()
@@ -727,58 +561,3 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _east_north_ratio(lat: float) -> float:
-    """Length of a degree of longitude over a degree of latitude on WGS 84 at ``lat``."""
-    e2 = 0.00669437999014
-    phi = math.radians(lat)
-    ratio = math.cos(phi) * (1.0 - e2 * math.sin(phi) ** 2) / (1.0 - e2)
-    return max(ratio, 1e-3)
-
-
-def geodesic_area(geom: BaseGeometry) -> float:
-    """Area on the WGS 84 ellipsoid in square metres (0 for points)."""
-    if geom.geom_type == "Point":
-        return 0.0
-    area, _ = _geod().geometry_area_perimeter(shapely.orient_polygons(geom))
-    return abs(float(area))
-
-
-def _guess_name(props: Mapping[str, Any]) -> Any:
-    for key in ("name", "NAME", "Name", "title", "entity_name"):
-        if props.get(key) is not None:
-            return props[key]
-    return None
-
-
-def _entry_geometry(
-    snapshot: Snapshot,
-    entry: Entry,
-    findings: list[Finding],
-    by_document: dict[str, tuple[BaseGeometry | None, bool]],
-) -> BaseGeometry | None:
-    if entry.type == DATASET and entry.dataset is not None and entry.dataset.spatial_kind:
-        info = entry.dataset
-        geom, found = geometry_from_spatial(info.spatial_kind, info.spatial_value, entry.key)
-        findings.extend(found)
-        return geom
-    if entry.type != GEOGRAPHIC or not entry.geojson_resource:
-        return None
-    document = entry.geojson_resource
-    if document in by_document:
-        return by_document[document][0]
-    found = FindingList(document)
-    geom = None
-    try:
-        data = snapshot.geometry_bytes(entry)
-        if data is None:
-            found.warning("", "not-fetched", f"GeoJSON of entry {entry.key} is not in the snapshot")
-        else:
-            geom, parsed = territory_from_geojson(parse_json(data), document)
-            found.extend(parsed)
-    except CoverlookupError as exc:
-        found.error("", exc.code, str(exc))
-    findings.extend(found)
-    by_document[document] = (geom, True)
-    return geom
