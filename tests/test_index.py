@@ -486,3 +486,28 @@ def test_corrupt_compiled_form_is_rebuilt(mixed_root, mixed, caplog):
     assert _keys(again.lookup(0.5, 0.5)) == ["gas", "power", "ds-bbox"]
     assert "unreadable" in caplog.text
     assert orjson.loads(meta.read_bytes())["snapshot_id"] == mixed.snapshot_id
+
+
+def test_load_uses_the_compiled_form_without_rebuilding(tmp_path):
+    directory = write_snapshot(tmp_path, _mixed_snapshot())
+    first = CoverageIndex.load(tmp_path)
+    assert (directory / "index" / "meta.json").is_file()
+    # With the raw GeoJSON gone, only the compiled form can answer.
+    for raw in (directory / "raw").iterdir():
+        raw.unlink()
+    again = CoverageIndex.load(directory)
+    assert _keys(again.lookup(0.5, 0.5)) == ["gas", "power", "ds-bbox"]
+    assert again.findings == first.findings
+    assert again.geometry(f"{SERVER}#gas").equals(first.geometry(f"{SERVER}#gas"))
+
+
+def test_an_index_without_territories_answers_empty(tmp_path):
+    snap = Snapshot.new()
+    snap.servers.append(Server(metadata_url=SERVER, shape="cds-2025"))
+    snap.entries.append(Entry(server_url=SERVER, id="only", type="logical"))
+    write_snapshot(tmp_path, snap)
+    for index in (CoverageIndex.load(tmp_path), CoverageIndex.load(tmp_path)):
+        assert index.lookup(1.0, 2.0) == []
+        assert index.lookup_many([1.0, 2.0], [3.0, 4.0]) == [[], []]
+        assert index.nearest(1.0, 2.0, 100) == []
+        assert list(index.entries) == [f"{SERVER}#only"]
