@@ -69,6 +69,7 @@ def write(
             "grid_keys": grid.keys,
             "grid_offsets": grid.offsets,
             "grid_ids": grid.ids,
+            "grid_big": grid.big,
         }
         for name, array in arrays.items():
             _write_array(tmp / f"{name}.npy", array)
@@ -104,6 +105,9 @@ def read(
             log.info("%s: compiled index is for another format or snapshot", directory)
             return None
         arrays = {name: np.load(directory / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
+        # Absent from compiled forms written before large territories were set apart.
+        big_path = directory / "grid_big.npy"
+        big = np.load(big_path, allow_pickle=False) if big_path.is_file() else np.empty(0)
         data = (directory / "geoms.wkb").read_bytes()
         offsets = arrays["wkb_offsets"]
         keys = list(meta["keys"])
@@ -120,8 +124,13 @@ def read(
             arrays["grid_keys"].astype(np.int64, copy=False),
             arrays["grid_offsets"].astype(np.int64, copy=False),
             arrays["grid_ids"].astype(np.int32, copy=False),
+            big.astype(np.int32, copy=False),
         )
-        if len(grid.offsets) != len(grid.keys) + 1 or len(arrays["areas"]) != len(keys):
+        if (
+            len(grid.offsets) != len(grid.keys) + 1
+            or len(arrays["areas"]) != len(keys)
+            or (len(grid.big) and int(grid.big.max()) >= len(keys))
+        ):
             raise ValueError("array sizes disagree")
         findings = [Finding.from_dict(f) for f in meta.get("findings") or ()]
     except (OSError, ValueError, KeyError, TypeError, shapely.errors.ShapelyError) as exc:

@@ -59,12 +59,34 @@ def east_north_ratio(lat: float) -> float:
     return max(ratio, 1e-3)
 
 
+_A = 6378137.0  # WGS 84 semi-major axis, metres
+_E2 = 0.00669437999014  # WGS 84 first eccentricity squared
+_E = math.sqrt(_E2)
+
+
+def _authalic_q(lat_deg: np.ndarray) -> np.ndarray:
+    """Snyder's q(φ): on WGS 84, d(area) = a²/2 · dλ · dq, so (λ, q) is an equal-area plane."""
+    s = np.sin(np.radians(lat_deg))
+    return (1.0 - _E2) * (
+        s / (1.0 - _E2 * s * s) - np.log((1.0 - _E * s) / (1.0 + _E * s)) / (2 * _E)
+    )
+
+
 def geodesic_area(geom: BaseGeometry) -> float:
-    """Area on the WGS 84 ellipsoid in square metres (0 for points)."""
+    """Area on the WGS 84 ellipsoid in square metres (0 for points).
+
+    The region is the one shapely tests points against: edges straight in longitude/latitude.
+    Edges are cut to at most half a degree and mapped to the cylindrical equal-area plane
+    (λ, q(φ)), where the planar area times a²/2 is the area on the ellipsoid. Unlike a
+    geodesic-polygon area this needs no care for rings around a pole or spanning the globe.
+    """
     if geom.geom_type == "Point":
         return 0.0
-    area, _ = geod().geometry_area_perimeter(shapely.orient_polygons(geom))
-    return abs(float(area))
+    dense = shapely.segmentize(geom, 0.5)
+    plane = shapely.transform(
+        dense, lambda xy: np.column_stack((np.radians(xy[:, 0]), _authalic_q(xy[:, 1])))
+    )
+    return float(shapely.area(plane)) * _A * _A / 2.0
 
 
 EdgeFrame = tuple[float, BaseGeometry]

@@ -29,6 +29,9 @@ from shapely.geometry.base import BaseGeometry
 # Slack around boundary segments, in degrees (about 0.1 mm): absorbs rounding in segmentize.
 EPS = 1e-9
 DEFAULT_SCALE = 16  # cells per degree: 1/16° ≈ 7 km at the equator
+# A territory whose parts' bounding boxes span more cells than this (about 3,900 square degrees
+# at 1/16°: a continent-sized data set bbox) is not rasterised; it is tested exactly instead.
+MAX_CELLS_PER_TERRITORY = 1_000_000
 _BLOCK_COLS, _BLOCK_ROWS = 361, 181  # 1° blocks, including the lon = 180 / lat = 90 edge
 
 
@@ -38,6 +41,8 @@ class Grid:
     keys: np.ndarray  # int64, sorted, unique
     offsets: np.ndarray  # int64, len(keys) + 1
     ids: np.ndarray  # int32: t (interior) or ~t (boundary)
+    # Territories too large to rasterise (sorted): always tested exactly within their bounds.
+    big: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
     # Derived, not stored: a two-level table (1° blocks of scale x scale cells) mapping a cell
     # key to its row in ``keys`` (or -1) with two gathers instead of a binary search.
     blocks: np.ndarray = field(init=False, repr=False, compare=False)
@@ -74,7 +79,7 @@ class Grid:
         return cell_keys(lons, lats, self.scale)
 
     def nbytes(self) -> int:
-        return int(self.keys.nbytes + self.offsets.nbytes + self.ids.nbytes)
+        return int(self.keys.nbytes + self.offsets.nbytes + self.ids.nbytes + self.big.nbytes)
 
 
 def cell_keys(lons: np.ndarray, lats: np.ndarray, scale: int) -> np.ndarray:
@@ -139,21 +144,38 @@ def _interior_cells(geom: BaseGeometry, scale: int, boundary: np.ndarray) -> np.
     return np.unique(np.concatenate(found))
 
 
-def build_grid(geoms: Sequence[BaseGeometry | None], scale: int = DEFAULT_SCALE) -> Grid:
+def _bbox_cells(geom: BaseGeometry, scale: int) -> int:
+    total = 0
+    for minx, miny, maxx, maxy in shapely.bounds(shapely.get_parts(geom)).tolist():
+        total += (int((maxx - minx) * scale) + 2) * (int((maxy - miny) * scale) + 2)
+    return total
+
+
+def build_grid(
+    geoms: Sequence[BaseGeometry | None],
+    scale: int = DEFAULT_SCALE,
+    *,
+    max_cells: int = MAX_CELLS_PER_TERRITORY,
+) -> Grid:
     """Rasterise polygonal geometries (territory ``t`` = position in ``geoms``)."""
     key_parts: list[np.ndarray] = []
     id_parts: list[np.ndarray] = []
+    big: list[int] = []
     for t, geom in enumerate(geoms):
         if geom is None or geom.geom_type not in ("Polygon", "MultiPolygon"):
             continue
         shapely.prepare(geom)
+        if _bbox_cells(geom, scale) > max_cells:
+            big.append(t)
+            continue
         bkeys = _boundary_cells(geom, scale)
         ikeys = _interior_cells(geom, scale, bkeys)
         key_parts += [bkeys, ikeys]
         id_parts += [np.full(len(bkeys), ~t, np.int32), np.full(len(ikeys), t, np.int32)]
+    big_ids = np.array(big, dtype=np.int32)
     if not key_parts:
         empty = np.empty(0, dtype=np.int64)
-        return Grid(scale, empty, np.zeros(1, np.int64), np.empty(0, np.int32))
+        return Grid(scale, empty, np.zeros(1, np.int64), np.empty(0, np.int32), big_ids)
     keys = np.concatenate(key_parts)
     ids = np.concatenate(id_parts)
     territory = np.where(ids < 0, ~ids, ids)
@@ -161,7 +183,7 @@ def build_grid(geoms: Sequence[BaseGeometry | None], scale: int = DEFAULT_SCALE)
     keys, ids = keys[order], ids[order]
     unique, first = np.unique(keys, return_index=True)
     offsets = np.append(first, len(keys)).astype(np.int64)
-    return Grid(scale, unique.astype(np.int64), offsets, ids)
+    return Grid(scale, unique.astype(np.int64), offsets, ids, big_ids)
 
 
 def expand(grid: Grid, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -107,6 +107,8 @@ class CoverageIndex:
         self._cell_list: list[int] = grid.keys.tolist()
         self._offset_list: list[int] = grid.offsets.tolist()
         self._id_list: list[int] = grid.ids.tolist()
+        self._big: list[int] = grid.big.tolist()
+        self._big_bounds = {t: tuple(self._geoms[t].bounds) for t in self._big}
         self._masks: dict[tuple[Any, ...], np.ndarray] = {}
         self._frames: dict[int, tuple[float, BaseGeometry]] = {}
         self._rtree: Any = None
@@ -298,6 +300,7 @@ class CoverageIndex:
             "grid_cell_deg": 1.0 / self._scale,
             "grid_cells": len(self._grid.keys),
             "grid_bytes": self._grid.nbytes(),
+            "unrasterised_territories": len(self._big),
             "findings": len(self.findings),
         }
 
@@ -327,14 +330,20 @@ class CoverageIndex:
         key = cell_key(lon, lat, self._scale)
         cells = self._cell_list
         i = bisect_left(cells, key)
-        if i == len(cells) or cells[i] != key:
-            return []
         out = []
-        for v in self._id_list[self._offset_list[i] : self._offset_list[i + 1]]:
-            if v >= 0:
-                out.append(v)
-            elif shapely.intersects_xy(self._geoms[~v], lon, lat):
-                out.append(~v)
+        if i < len(cells) and cells[i] == key:
+            for v in self._id_list[self._offset_list[i] : self._offset_list[i + 1]]:
+                if v >= 0:
+                    out.append(v)
+                elif shapely.intersects_xy(self._geoms[~v], lon, lat):
+                    out.append(~v)
+        if self._big:
+            for t in self._big:
+                minx, miny, maxx, maxy = self._big_bounds[t]
+                inside = minx <= lon <= maxx and miny <= lat <= maxy
+                if inside and shapely.intersects_xy(self._geoms[t], lon, lat):
+                    out.append(t)
+            out.sort()
         return out
 
     def lookup_many(
@@ -406,14 +415,28 @@ class CoverageIndex:
             keep = ~boundary
             keep[where[inside]] = True
             query, territory = query[keep], territory[keep]
+        if self._big:
+            query, territory = self._add_big(query, territory, lon_arr, lat_arr)
         query = point[query]
-        if len(edge):
+        if len(edge) or self._big:
             order = np.lexsort((territory, query))
             query, territory = query[order], territory[order]
             fresh = np.ones(len(query), dtype=bool)
             fresh[1:] = (query[1:] != query[:-1]) | (territory[1:] != territory[:-1])
             query, territory = query[fresh], territory[fresh]
         return query, territory
+
+    def _add_big(
+        self, query: np.ndarray, territory: np.ndarray, lons: np.ndarray, lats: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        queries, territories = [query], [territory]
+        for t in self._big:
+            minx, miny, maxx, maxy = self._big_bounds[t]
+            near = np.flatnonzero((lons >= minx) & (lons <= maxx) & (lats >= miny) & (lats <= maxy))
+            hit = near[shapely.intersects_xy(self._geoms[t], lons[near], lats[near])]
+            queries.append(hit.astype(np.int64))
+            territories.append(np.full(len(hit), t, dtype=np.int64))
+        return np.concatenate(queries), np.concatenate(territories)
 
     def nearest(
         self,

@@ -157,6 +157,7 @@ def test_us_compiled_form_is_saved_and_reloaded(us_index, us_root, sample_points
     assert sorted(p.name for p in (directory / "index").iterdir()) == [
         "areas.npy",
         "geoms.wkb",
+        "grid_big.npy",
         "grid_ids.npy",
         "grid_keys.npy",
         "grid_offsets.npy",
@@ -511,3 +512,28 @@ def test_an_index_without_territories_answers_empty(tmp_path):
         assert index.lookup_many([1.0, 2.0], [3.0, 4.0]) == [[], []]
         assert index.nearest(1.0, 2.0, 100) == []
         assert list(index.entries) == [f"{SERVER}#only"]
+
+
+def test_territories_too_large_for_the_grid_are_tested_exactly(tmp_path):
+    snap = Snapshot.new()
+    snap.servers.append(Server(metadata_url=SERVER, shape="cds-2025"))
+    world = DatasetInfo("world", spatial_kind="bbox", spatial_value=[-180, -90, 180, 90])
+    europe = DatasetInfo("europe", spatial_kind="bbox", spatial_value=[-10, 35, 30, 70])
+    snap.entries += [
+        Entry(server_url=SERVER, id="world", type="dataset", dataset=world),
+        Entry(server_url=SERVER, id="europe", type="dataset", dataset=europe),
+    ]
+    write_snapshot(tmp_path, snap)
+    built = CoverageIndex.load(tmp_path)
+    stats = built.stats()
+    assert stats["unrasterised_territories"] == 1  # the world box
+    assert stats["grid_cells"] < 400_000  # Europe's box only
+    for index in (built, CoverageIndex.load(tmp_path)):
+        assert _keys(index.lookup(50.0, 5.0)) == ["europe", "world"]
+        assert _keys(index.lookup(-90.0, 180.0)) == ["world"]
+        assert _keys(index.lookup(0.0, 100.0)) == ["world"]
+        assert [_keys(m) for m in index.lookup_many([50.0, 0.0, 70.0], [5.0, 100.0, 30.0])] == [
+            ["europe", "world"],
+            ["world"],
+            ["europe", "world"],
+        ]
