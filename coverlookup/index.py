@@ -452,11 +452,11 @@ class CoverageIndex:
     ) -> list[Match]:
         """Territories within ``max_km`` of the point, closest first (``distance_m`` 0 inside)."""
         lat, lon = check_coordinate(lat, lon)
-        if isinstance(max_km, bool) or not isinstance(max_km, (int, float)):
+        if isinstance(max_km, bool) or not isinstance(max_km, (int, float, np.number)):
             raise UsageError(f"max_km must be a number, got {max_km!r}")
         if not (0 <= max_km < 20_000):
             raise UsageError(f"max_km {max_km!r} must be between 0 and 20000")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
             raise UsageError(f"limit must be a positive integer, got {limit!r}")
         mask = self._mask(commodity, capability, infrastructure, type)
         found = []
