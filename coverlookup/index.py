@@ -60,6 +60,8 @@ from coverlookup.snapshot import Snapshot, load_snapshot, resolve_snapshot_dir
 
 log = logging.getLogger(__name__)
 
+_REAL = (int, float, np.integer, np.floating)
+
 
 # --- the index -----------------------------------------------------------------------------------
 
@@ -452,7 +454,7 @@ class CoverageIndex:
     ) -> list[Match]:
         """Territories within ``max_km`` of the point, closest first (``distance_m`` 0 inside)."""
         lat, lon = check_coordinate(lat, lon)
-        if isinstance(max_km, bool) or not isinstance(max_km, (int, float, np.number)):
+        if isinstance(max_km, bool) or not isinstance(max_km, _REAL):
             raise UsageError(f"max_km must be a number, got {max_km!r}")
         if not (0 <= max_km < 20_000):
             raise UsageError(f"max_km {max_km!r} must be between 0 and 20000")
