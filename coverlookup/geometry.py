@@ -21,6 +21,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from coverlookup.fields import type_name
 from coverlookup.findings import FindingList, has_errors, pointer
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def read_features(value: Any, document: str) -> tuple[list[ParsedFeature], Findi
     findings = FindingList(document)
     out: list[ParsedFeature] = []
     if not isinstance(value, dict):
-        findings.error("", "not-geojson", f"expected a GeoJSON object, got {_type_name(value)}")
+        findings.error("", "not-geojson", f"expected a GeoJSON object, got {type_name(value)}")
         return out, findings
     ctx = _Context(findings)
     if not _apply_crs(value, "", ctx):
@@ -196,7 +197,7 @@ def _geometry_or_none(raw: Any, ptr: str, ctx: _Context) -> Polygonal | None:
 def _geometry(raw: Any, ptr: str, ctx: _Context, depth: int) -> list[Any] | None:
     """-> list of polygon coordinate arrays ([exterior, *holes] as numpy), None if skipped."""
     if not isinstance(raw, dict):
-        ctx.findings.error(ptr, "wrong-type", f"expected a geometry object, got {_type_name(raw)}")
+        ctx.findings.error(ptr, "wrong-type", f"expected a geometry object, got {type_name(raw)}")
         raise _Reject
     if "crs" in raw:
         inner = _Context(ctx.findings, ctx.transformer)
@@ -251,7 +252,7 @@ def _polygon(coords: Any, ptr: str, ctx: _Context) -> list[np.ndarray]:
 def _ring(raw: Any, ptr: str, ctx: _Context) -> np.ndarray:
     fl = ctx.findings
     if not isinstance(raw, list):
-        fl.error(ptr, "wrong-type", f"a ring must be an array of positions, got {_type_name(raw)}")
+        fl.error(ptr, "wrong-type", f"a ring must be an array of positions, got {type_name(raw)}")
         raise _Reject
     if len(raw) < 4:
         fl.error(ptr, "ring-too-short", f"a ring needs at least 4 positions, has {len(raw)}")
@@ -303,7 +304,7 @@ def _ring(raw: Any, ptr: str, ctx: _Context) -> np.ndarray:
 def _bad_position(pos: Any, ptr: str, fl: FindingList) -> None:
     if type(pos) is not list:
         fl.error(
-            ptr, "wrong-type", f"a position must be an array of numbers, got {_type_name(pos)}"
+            ptr, "wrong-type", f"a position must be an array of numbers, got {type_name(pos)}"
         )
     elif len(pos) < 2:
         fl.error(ptr, "bad-position", f"a position needs longitude and latitude, has {len(pos)}")
@@ -313,7 +314,7 @@ def _bad_position(pos: Any, ptr: str, fl: FindingList) -> None:
             f"{ptr}/{which}",
             "bad-coordinate",
             f"{'longitude' if which == 0 else 'latitude'} must be a number, "
-            f"got {_type_name(pos[which])}",
+            f"got {type_name(pos[which])}",
         )
     raise _Reject
 
@@ -563,19 +564,3 @@ def _from_wkt(text: Any, ptr: str, ctx: _Context) -> Polygonal:
         ctx.findings.error(ptr, "unsupported-geometry", f"WKT {geom.geom_type} has no area")
         raise _Reject
     return fixed
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__

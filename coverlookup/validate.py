@@ -107,14 +107,12 @@ def validate_value(value: Any, document: str, *, kind: str | None = None) -> Val
 
 
 def _validate_geojson(value: Any, document: str) -> list[Finding]:
-    try:
-        from coverlookup import geometry
-    except ImportError:  # pragma: no cover - geometry lands with the index
-        return []
-    reader = getattr(geometry, "validate_geojson", None)
-    if reader is None:
-        return []
-    return list(reader(value, document))
+    from coverlookup import geometry  # shapely/pyproj load only when a GeoJSON file is checked
+
+    features, findings = geometry.read_features(value, document)
+    if not features and not any(f.severity is Severity.ERROR for f in findings):
+        findings.error("", "empty-geometry", "the document has no polygonal geometry")
+    return list(findings)
 
 
 def validate_bytes(data: bytes, document: str, *, hint: str | None = None) -> ValidationResult:

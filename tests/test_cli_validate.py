@@ -113,3 +113,22 @@ def test_usage_errors_exit_2(tmp_path):
 def test_python_dash_m_and_version():
     proc = run("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("coverlookup ")
+
+
+def test_geojson_territory_findings(tmp_path):
+    path = tmp_path / "territory.geojson"
+    path.write_text(
+        '{"type": "FeatureCollection", "features": ['
+        '{"type": "Feature", "properties": {}, "geometry": {"type": "Polygon",'
+        ' "coordinates": [[[0, 0], [1, 0], [1, "x"], [0, 0]]]}},'
+        '{"type": "Feature", "properties": {}, "geometry": {"type": "Polygon",'
+        ' "coordinates": [[[0, 0], [2, 2], [0, 2], [2, 0], [0, 0]]]}}]}'
+    )
+    proc = run("validate", "--json", str(path))
+    assert proc.returncode == 1
+    [doc] = json.loads(proc.stdout)["documents"]
+    assert doc["kind"] == "geojson"
+    assert [(f["severity"], f["pointer"], f["code"]) for f in doc["findings"]] == [
+        ("error", "/features/0/geometry/coordinates/0/2/1", "bad-coordinate"),
+        ("warning", "/features/1/geometry", "repaired-geometry"),
+    ]
