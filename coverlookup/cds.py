@@ -88,7 +88,7 @@ def detect_kind(value: Any) -> str:
             return "coverage"
         if "cds_metadata_version" in value or "cds_metadata_url" in value:
             return "metadata"
-        if value.get("type") in _GEOJSON_TYPES:
+        if value.get("type") in GEOJSON_TYPES:
             return "geojson"
         if "content" in value and isinstance(value.get("content"), dict):
             return "open-energy"
@@ -101,7 +101,7 @@ def detect_kind(value: Any) -> str:
     return "unknown"
 
 
-_GEOJSON_TYPES = frozenset(
+GEOJSON_TYPES = frozenset(
     {
         "FeatureCollection",
         "Feature",

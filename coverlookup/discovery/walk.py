@@ -20,6 +20,7 @@ from urllib.parse import urljoin
 
 from yarl import URL
 
+from coverlookup.cds import GEOJSON_TYPES, WELL_KNOWN_2023, WELL_KNOWN_2025
 from coverlookup.discovery.fetch import CrawlFetchError, Fetcher, FetchResult
 from coverlookup.discovery.options import CrawlOptions
 from coverlookup.discovery.report import CrawlReport
@@ -30,20 +31,7 @@ from coverlookup.snapshot import DocumentRecord, Snapshot
 
 log = logging.getLogger(__name__)
 
-WELL_KNOWN = ("/.well-known/cds-server-metadata.json", "/.well-known/carbon-data-spec.json")
-_GEOJSON_TYPES = frozenset(
-    {
-        "FeatureCollection",
-        "Feature",
-        "Polygon",
-        "MultiPolygon",
-        "Point",
-        "MultiPoint",
-        "LineString",
-        "MultiLineString",
-        "GeometryCollection",
-    }
-)
+WELL_KNOWN = (WELL_KNOWN_2025, WELL_KNOWN_2023)
 _HOST = re.compile(
     r"^(?=.{1,253}(:\d+)?$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*"
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(:\d{1,5})?$"
@@ -584,7 +572,7 @@ class Crawler:
         if syntax is not None:
             record.findings.append(syntax)
             problem = syntax.message
-        elif not (isinstance(value, dict) and value.get("type") in _GEOJSON_TYPES):
+        elif not (isinstance(value, dict) and value.get("type") in GEOJSON_TYPES):
             problem = "not a GeoJSON object (no known 'type')"
             record.findings.append(Finding(Severity.ERROR, url, "", "not-geojson", problem))
         if problem is not None:
