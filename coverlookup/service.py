@@ -8,14 +8,21 @@ that object for the whole request, so every answer comes wholly from one index.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import datetime as dt
+import functools
 import logging
 import math
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from coverlookup.errors import CoordinateError, CoverlookupError, UsageError
 
@@ -335,15 +342,32 @@ def snapshot_age_s(index: CoverageIndex) -> float | None:
 
 
 def sources_with_problems(index: CoverageIndex) -> list[dict[str, Any]]:
-    """Documents with error findings, grouped by URL (geometry rejections and repairs included)."""
+    """Sources whose documents failed or turned invalid (from the crawl's manifest) and
+    territories the index rejected, grouped by URL."""
     by_doc: dict[str, dict[str, Any]] = {}
+
+    def add(url: str, problem: dict[str, Any]) -> None:
+        by_doc.setdefault(url, {"url": url, "problems": []})["problems"].append(problem)
+
+    for item in _crawl_problems(getattr(index, "path", None)):
+        add(str(item.get("url")), {k: item.get(k) for k in ("kind", "message", "kept")})
     for finding in getattr(index, "findings", ()) or ():
-        severity = getattr(finding.severity, "value", finding.severity)
-        if severity != "error":
-            continue
-        item = by_doc.setdefault(finding.document, {"url": finding.document, "problems": []})
-        item["problems"].append({"code": finding.code, "message": finding.message})
+        if getattr(finding.severity, "value", finding.severity) == "error":
+            add(finding.document, {"kind": finding.code, "message": finding.message})
     return sorted(by_doc.values(), key=lambda d: d["url"])
+
+
+@functools.lru_cache(maxsize=8)
+def _crawl_problems(directory: Any) -> tuple[dict[str, Any], ...]:
+    """The problems a snapshot's manifest records (a snapshot directory never changes)."""
+    if directory is None:
+        return ()
+    try:
+        manifest = orjson.loads((Path(directory) / "manifest.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return ()
+    problems = manifest.get("problems") if isinstance(manifest, dict) else None
+    return tuple(p for p in problems or () if isinstance(p, dict))
 
 
 def _entry_summary(entry: Any) -> dict[str, Any]:
@@ -379,23 +403,50 @@ def load_index(snapshot: str | None = None) -> CoverageIndex:
 def crawl_loader(
     seeds: list[str], *, snapshot_root: str | None = None, **crawl_options: Any
 ) -> IndexLoader:
-    """A loader that crawls ``seeds`` (writing the snapshot under ``snapshot_root`` if given)."""
+    """A loader that crawls ``seeds`` (writing the snapshot under ``snapshot_root`` if given).
+
+    Each crawl after the first is given the previous snapshot, so unchanged documents are
+    fetched conditionally and a source that fails keeps its last good entries, marked stale.
+    """
+    from coverlookup.snapshot import Snapshot
+
+    last: list[Snapshot] = []
+    if snapshot_root is None:
+        # Crawls are kept on disk either way: the next refresh reads unchanged and failed
+        # documents from there, and /v1/status reads the crawl's problems from the manifest.
+        snapshot_root = tempfile.mkdtemp(prefix="coverlookup-serve-")
+        atexit.register(shutil.rmtree, snapshot_root, ignore_errors=True)
+    root = snapshot_root
+
+    def previous() -> Snapshot | None:
+        if last:
+            return last[0]
+        from coverlookup.errors import SnapshotError
+        from coverlookup.snapshot import load_snapshot
+
+        try:
+            return load_snapshot(root)
+        except SnapshotError:
+            return None
 
     async def load() -> CoverageIndex:
         from coverlookup.discovery import crawl
         from coverlookup.index import CoverageIndex
 
-        snapshot = await crawl(seeds, **crawl_options)
+        options = dict(crawl_options)
+        options.setdefault("previous", previous())
+        snapshot = await crawl(seeds, **options)
         loop = asyncio.get_running_loop()
-        if snapshot_root is not None:
-            from coverlookup.snapshot import load_snapshot, write_snapshot
+        from coverlookup.snapshot import load_snapshot, write_snapshot
 
-            def persist_and_build() -> CoverageIndex:
-                written = write_snapshot(snapshot_root, snapshot)
-                return CoverageIndex.from_snapshot(load_snapshot(written))
+        def persist_and_build() -> CoverageIndex:
+            written = load_snapshot(write_snapshot(root, snapshot))
+            index = CoverageIndex.from_snapshot(written)
+            index.save(written.path / "index")  # so a restart serves at once
+            last[:] = [written]
+            return index
 
-            return await loop.run_in_executor(None, persist_and_build)
         # Building is CPU work: keep the event loop answering lookups meanwhile.
-        return await loop.run_in_executor(None, CoverageIndex.from_snapshot, snapshot)
+        return await loop.run_in_executor(None, persist_and_build)
 
     return load

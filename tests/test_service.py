@@ -236,3 +236,34 @@ async def test_seed_loader_crawls_the_demo_mirror(tmp_path: Path) -> None:
     # The crawl was written as a snapshot that loads on its own.
     reloaded = CoverageIndex.load(tmp_path / "snap")
     assert reloaded.snapshot_id == service.index.snapshot_id
+
+
+async def test_refresh_keeps_a_broken_source_last_good_entries(tmp_path: Path) -> None:
+    import shutil
+
+    from coverlookup import demo
+    from coverlookup.service import crawl_loader
+
+    mirror = tmp_path / "federation"
+    shutil.copytree(demo.federation_path(), mirror)
+    service = LookupService(None, loader=crawl_loader([str(mirror)]))
+    assert await service.refresh() is True
+    first = service.index.snapshot_id
+    coverage = mirror / "static.valleycleanpower.example" / "cds" / "coverage.json"
+    coverage.write_text("{ this is not JSON")
+    assert await service.refresh() is True
+    assert service.index.snapshot_id != first
+    answer = service.lookup(Query.make(*demo.POINT_IN_MUNICIPAL))
+    # The CCA's listing broke; its last good entry still answers.
+    assert [m["id"] for m in answer["matches"]] == [
+        "afmu-electric",
+        "cbwd-district",
+        "vcp-service-area",
+        "mng-gas",
+    ]
+    problems = service.status()["sources_with_problems"]
+    assert [p["url"] for p in problems] == [
+        "https://static.valleycleanpower.example/cds/coverage.json"
+    ]
+    assert problems[0]["problems"][0]["kind"] == "invalid_document"
+    assert problems[0]["problems"][0]["kept"].startswith("the last good copy")
