@@ -149,6 +149,8 @@ class LookupService:
         self.refresh_state = RefreshState()
         self._refresh_lock = asyncio.Lock()
         self._by_server: tuple[Any, dict[str, list[Any]]] | None = None
+        # Called with each index swapped in (the server announces its first one).
+        self.on_swap: Callable[[CoverageIndex], None] | None = None
 
     # --- the index -----------------------------------------------------------------------------
 
@@ -167,6 +169,8 @@ class LookupService:
         """Publish a new index; requests holding the old one finish on it."""
         self._index = index  # a single reference store: atomic for every reader
         log.info("serving snapshot %s (%s)", index.snapshot_id, index.created)
+        if self.on_swap is not None:
+            self.on_swap(index)
 
     async def refresh(self) -> bool:
         """Build a new index with the loader and swap it in; on failure keep the old one."""

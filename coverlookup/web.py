@@ -608,6 +608,14 @@ def run_worker(options: ServeOptions, announce: bool = True) -> None:
             )
             sys.stderr.flush()
 
+    if not service.ready and announce:
+
+        def first_load(index: Any) -> None:
+            service.on_swap = None
+            print(f"coverlookup: ready: snapshot {index.snapshot_id}", file=sys.stderr, flush=True)
+
+        service.on_swap = first_load
+
     asyncio.run(
         serve(app, options.host, options.port, reuse_port=options.workers > 1, announce=say)
     )

@@ -173,3 +173,33 @@ def test_usage_errors_are_one_line(
     assert len(err) == 1 and err[0].startswith("coverlookup: error: ") and message in err[0]
     if argv[0] == "serve" or "abc" in argv or "95" in argv or len(argv) == 2:
         assert code == 2
+
+
+def test_serve_from_seeds_crawls_then_serves(tmp_path: Path) -> None:
+    port = _free_port()
+    server = _Server(
+        "--port",
+        str(port),
+        "--seed",
+        str(demo.federation_path()),
+        "--snapshot",
+        str(tmp_path / "snap"),
+        "--refresh",
+        "3600",
+    )
+    try:
+        server.wait_serving()
+        assert "no index yet (first crawl running)" in server.announced[0]
+        assert server.proc.stderr is not None
+        line = server.proc.stderr.readline()
+        assert line.startswith("coverlookup: ready: snapshot "), line
+        base = f"http://127.0.0.1:{port}"
+        status, answer = _get(f"{base}/v1/lookup?lat={MUNI_LAT}&lon={MUNI_LON}")
+        assert status == 200 and len(answer["matches"]) == 4
+        status, body = _get(f"{base}/v1/status")
+        assert body["refresh"]["enabled"] is True and body["refresh"]["refreshes"] == 1
+        assert body["snapshot"]["id"] == line.split()[-1]
+    finally:
+        code = server.stop()
+    assert code == 0
+    assert (tmp_path / "snap" / "current" / "manifest.json").is_file()
