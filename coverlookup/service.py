@@ -29,6 +29,7 @@ from coverlookup.errors import CoordinateError, CoverlookupError, UsageError
 if TYPE_CHECKING:  # pragma: no cover
     from coverlookup.geocoding import Geocoder
     from coverlookup.index import CoverageIndex
+    from coverlookup.model import Match
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ class LookupService:
         self.refresh_state = RefreshState()
         self._refresh_lock = asyncio.Lock()
         self._by_server: tuple[Any, dict[str, list[Any]]] | None = None
+        self._static: tuple[Any, dict[str, dict[str, Any]]] | None = None
         # Called with each index swapped in (the server announces its first one).
         self.on_swap: Callable[[CoverageIndex], None] | None = None
 
@@ -209,7 +211,7 @@ class LookupService:
         matches = index.lookup(query.lat, query.lon, **filters)
         answer: dict[str, Any] = {
             "query": {"lat": query.lat, "lon": query.lon, **filters},
-            "matches": [m.to_dict() for m in matches],
+            "matches": self._match_dicts(index, matches),
         }
         if query.nearest_km is not None:
             answer["query"]["nearest_km"] = query.nearest_km
@@ -221,6 +223,27 @@ class LookupService:
             answer["nearest"] = [m.to_dict() for m in nearest]
         answer["snapshot"] = {"id": index.snapshot_id, "created": index.created}
         return answer
+
+    def _match_dicts(self, index: CoverageIndex, matches: list[Match]) -> list[dict[str, Any]]:
+        """``Match.to_dict()`` for point matches, with each entry's fixed part built once per
+        index: only ``boundary_distance_m`` differs from one point to the next."""
+        cached = self._static
+        if cached is None or cached[0] is not index:
+            cached = self._static = (index, {})
+        static = cached[1]
+        out = []
+        for match in matches:
+            base = static.get(match.entry.key)
+            if base is None:
+                out.append(match.to_dict())
+                if match.distance_m is None:
+                    static[match.entry.key] = out[-1].copy()
+                continue
+            item = base.copy()
+            distance = match.boundary_distance_m
+            item["boundary_distance_m"] = None if distance is None else round(distance, 1)
+            out.append(item)
+        return out
 
     @property
     def geocoder(self) -> Geocoder:

@@ -267,3 +267,19 @@ async def test_refresh_keeps_a_broken_source_last_good_entries(tmp_path: Path) -
     ]
     assert problems[0]["problems"][0]["kind"] == "invalid_document"
     assert problems[0]["problems"][0]["kept"].startswith("the last good copy")
+
+
+def test_cached_match_dicts_equal_match_to_dict() -> None:
+    import random
+
+    index = CoverageIndex.demo()
+    service = LookupService(index)
+    rng = random.Random(7)
+    points = [(rng.uniform(43.2, 44.4), rng.uniform(-121.5, -119.8)) for _ in range(300)]
+    matched = 0
+    for _ in range(2):  # the second pass answers from the per-entry cache
+        for lat, lon in points:
+            answer = service.lookup(Query.make(lat, lon))["matches"]
+            assert answer == [m.to_dict() for m in index.lookup(lat, lon)]
+            matched += len(answer)
+    assert matched > 300
