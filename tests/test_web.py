@@ -403,3 +403,35 @@ async def test_failed_refresh_keeps_serving(aiohttp_client: Any, index: Coverage
     assert keys(answer) == [GAS, IOU]
     text = await (await client.get("/metrics")).text()
     assert "coverlookup_refresh_failures_total 1" in text.splitlines()
+
+
+NASTY = [
+    "lat=%ZZ&lon=1",
+    "lat=%&lon=%",
+    "lat=1&lon=2&commodity=%00",
+    "lat=1&lon=2&type=" + "x" * 6000,
+    "lat=" + "9" * 5000 + "&lon=1",
+    "lat=1e-400&lon=-0",
+    "lat=٣&lon=1",  # an Arabic-Indic digit: float() would take it
+    "lat=1.0.0&lon=1",
+    "lat=--1&lon=1",
+    "&&&=&lat=1&lon=1",
+    "lat=1&lon=1&address=",
+    "address=" + "a" * 5000,
+    "lat=1&lon=1&nearest_km=1e309",
+]
+
+
+@pytest.mark.parametrize("query", NASTY)
+async def test_nasty_queries_never_500(client: Any, query: str) -> None:
+    response = await client.get(f"/v1/lookup?{query}")
+    assert response.status in (200, 400, 422), await response.text()
+    if response.status != 200:
+        body = await response.json()
+        assert sorted(body["error"]) == ["code", "message"]
+
+
+async def test_overlong_request_line_is_400(client: Any) -> None:
+    # Refused by aiohttp's HTTP parser (8190-byte lines) before any handler runs.
+    response = await client.get("/v1/lookup?lat=1&lon=2&type=" + "x" * 10_000)
+    assert response.status == 400
