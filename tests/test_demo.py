@@ -116,3 +116,11 @@ def test_demo_index_loads_compiled_and_answers_the_documented_points() -> None:
 @pytest.mark.parametrize("rel", ["snapshot/manifest.json", "snapshot/index"])
 def test_snapshot_parts_ship(rel: str) -> None:
     assert (demo.DEMO_ROOT / rel).exists()
+
+
+def test_shipped_compiled_index_is_current() -> None:
+    """Fails when the compiled index format changed: run ``python -m coverlookup.demo build``."""
+    from coverlookup import _compiled
+
+    snapshot = load_snapshot(demo.snapshot_path())
+    assert _compiled.read(demo.snapshot_path() / "index", snapshot.id) is not None
