@@ -14,6 +14,10 @@ from coverlookup.errors import DocumentSyntaxError
 # tree walks far away from the interpreter's recursion limit.
 MAX_DEPTH = 200
 
+# How many values YAML aliases may add beyond the document's own text. Real documents use an
+# anchor for a repeated block or two; the "billion laughs" document adds 10^9.
+MAX_ALIAS_EXPANSION = 100_000
+
 
 def _line_col(text: str, pos: int) -> tuple[int, int]:
     line = text.count("\n", 0, pos) + 1
@@ -21,11 +25,28 @@ def _line_col(text: str, pos: int) -> tuple[int, int]:
     return line, col
 
 
+# UTF-32 first: its little-endian mark starts with the UTF-16 one.
+_OTHER_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
 def _decode(data: bytes) -> str:
     if not data.strip():
         raise DocumentSyntaxError("the document is empty", line=1, column=1)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    for bom, encoding in _OTHER_BOMS:
+        if data.startswith(bom):
+            raise DocumentSyntaxError(
+                f"the document is {encoding} text (it starts with a {encoding} byte order mark); "
+                "documents must be UTF-8: re-save it as UTF-8",
+                line=1,
+                column=1,
+            )
     nul = data.find(b"\x00")
     try:
         text = data.decode("utf-8")
@@ -130,7 +151,14 @@ def parse_yaml(data: bytes) -> Any:
     text = _decode(data)
     _depth_prescan(text)
     try:
-        value = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _check_alias_expansion(node)
+            value = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -143,6 +171,45 @@ def parse_yaml(data: bytes) -> Any:
         raise DocumentSyntaxError(f"invalid YAML: {exc}") from None
     _check_depth(value)
     return _plain(value)
+
+
+def _check_alias_expansion(root: Any, limit: int = MAX_ALIAS_EXPANSION) -> None:
+    """Refuse YAML whose aliases would expand into a huge tree ("billion laughs").
+
+    PyYAML shares aliased nodes, but every tree walk after it (depth check, JSON-shaping,
+    validation) visits each use separately. Count the expanded size over the node graph,
+    each distinct node once (memoised), before anything is constructed.
+    """
+    import yaml
+
+    sizes: dict[int, int] = {}
+    literal = 0
+    # Iterative post-order walk over the composed node graph.
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if key in sizes and not done:
+            continue
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        if not done:
+            literal += 1
+            sizes[key] = -1  # in progress; a recursive alias counts as one node
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+            continue
+        total = 1 + sum(max(sizes.get(id(child), 1), 1) for child in children)
+        sizes[key] = total
+        if total - literal > limit:
+            raise DocumentSyntaxError(
+                f"YAML aliases expand to more than {limit:,} extra values "
+                "(an alias bomb?); refusing to load it"
+            )
 
 
 def _plain(value: Any) -> Any:

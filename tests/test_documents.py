@@ -83,3 +83,50 @@ def test_yaml_nan_is_refused():
 def test_errors_subclass_builtins():
     assert issubclass(DocumentSyntaxError, SpecError)
     assert issubclass(DocumentSyntaxError, ValueError)
+
+
+def test_yaml_alias_bomb_is_refused_quickly():
+    # "Billion laughs": nine levels of nine aliases expand to 9**9 strings if anything walks them.
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for level in range(1, 9):
+        prev = f"*a{level - 1}"
+        lines.append(f"a{level}: &a{level} [{', '.join([prev] * 9)}]")
+    with pytest.raises(DocumentSyntaxError) as info:
+        parse_document("\n".join(lines).encode(), hint="bomb.yaml")
+    assert str(info.value) == (
+        "YAML aliases expand to more than 100,000 extra values (an alias bomb?); "
+        "refusing to load it"
+    )
+
+
+def test_yaml_modest_aliases_and_merge_keys_still_load():
+    data = b"base: &b {k: 1, l: [1, 2]}\nx: *b\ny:\n  <<: *b\n  j: 2\n"
+    assert parse_document(data, hint="a.yaml") == {
+        "base": {"k": 1, "l": [1, 2]},
+        "x": {"k": 1, "l": [1, 2]},
+        "y": {"k": 1, "l": [1, 2], "j": 2},
+    }
+
+
+def test_yaml_python_tags_are_refused():
+    with pytest.raises(DocumentSyntaxError) as info:
+        parse_document(b'!!python/object/apply:os.system ["echo hi"]\n', hint="x.yaml")
+    assert info.value.line == 1
+    assert "could not determine a constructor" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "name"),
+    [("utf-16", "UTF-16"), ("utf-16-be", "UTF-16"), ("utf-32", "UTF-32")],
+)
+def test_utf16_and_utf32_with_bom_get_a_clear_message(encoding, name):
+    data = '{"a": 1}'.encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data
+    with pytest.raises(DocumentSyntaxError) as info:
+        parse_document(data)
+    assert str(info.value) == (
+        f"the document is {name} text (it starts with a {name} byte order mark); "
+        "documents must be UTF-8: re-save it as UTF-8"
+    )
+    assert (info.value.line, info.value.column) == (1, 1)
