@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -130,21 +132,52 @@ def validate_bytes(data: bytes, document: str, *, hint: str | None = None) -> Va
     return validate_value(value, document)
 
 
+def _read_bounded(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """Read at most ``limit`` bytes from a file, pipe or device; refuse anything longer.
+
+    A character device such as /dev/zero reports size 0 and never ends, and opening a FIFO
+    with no writer blocks forever: open without blocking, then read with a byte bound.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(str(path))
+        if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            raise UsageError(f"{path} is {info.st_size} bytes; larger than the {limit} byte limit")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)  # a pipe with a writer: wait for its data
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise UsageError(f"{path} is larger than the {limit} byte limit")
+            if b"\x00" in chunk:
+                break  # no document has a NUL byte; the parser reports where it is
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def validate_file(path: str | Path) -> ValidationResult:
     path = Path(path)
     try:
         if path.is_dir():
             raise UsageError(f"{path} is a directory; give a file, URL or domain")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise UsageError(f"{path} is {size} bytes; larger than the {MAX_FILE_BYTES} byte limit")
-        data = path.read_bytes()
+        data = _read_bounded(path)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except PermissionError:
         raise UsageError(f"{path}: permission denied") from None
     except IsADirectoryError:
         raise UsageError(f"{path} is a directory; give a file, URL or domain") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     return validate_bytes(data, str(path), hint=path.name)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,42 @@ def test_geojson_territory_findings(tmp_path):
         ("error", "/features/0/geometry/coordinates/0/2/1", "bad-coordinate"),
         ("warning", "/features/1/geometry", "repaired-geometry"),
     ]
+
+
+def test_endless_device_is_read_with_a_bound_not_forever():
+    # /dev/zero reports size 0 and never ends; the read stops at the first NUL chunk.
+    from coverlookup.validate import validate_file
+
+    result = validate_file("/dev/zero")
+    assert [(f.severity.value, f.code, f.message) for f in result.findings] == [
+        ("error", "syntax-error", "NUL byte at offset 0 (is this a binary file?)")
+    ]
+
+
+def test_fifo_without_a_writer_does_not_block(tmp_path):
+    from coverlookup.validate import validate_file
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    result = validate_file(fifo)
+    assert [(f.code, f.message) for f in result.findings] == [
+        ("syntax-error", "the document is empty")
+    ]
+
+
+def test_stream_longer_than_the_limit_is_refused(tmp_path):
+    from coverlookup import validate
+    from coverlookup.errors import UsageError
+
+    path = tmp_path / "big.json"
+    path.write_bytes(b" " * 100 + b"{}")
+    with pytest.raises(UsageError) as info:
+        validate._read_bounded(path, limit=50)
+    assert str(info.value) == f"{path} is 102 bytes; larger than the 50 byte limit"
+    r, w = os.pipe()
+    os.write(w, b" " * 60)
+    os.close(w)
+    with pytest.raises(UsageError) as info:
+        validate._read_bounded(Path(f"/dev/fd/{r}"), limit=50)
+    os.close(r)
+    assert str(info.value) == f"/dev/fd/{r} is larger than the 50 byte limit"
