@@ -88,7 +88,7 @@ def detect_kind(value: Any) -> str:
             return "coverage"
         if "cds_metadata_version" in value or "cds_metadata_url" in value:
             return "metadata"
-        if value.get("type") in GEOJSON_TYPES:
+        if isinstance(value.get("type"), str) and value["type"] in GEOJSON_TYPES:
             return "geojson"
         if "content" in value and isinstance(value.get("content"), dict):
             return "open-energy"
@@ -367,7 +367,11 @@ def parse_entry(
         return None
     r = Reader(raw, base, found, url)
     entry_type_raw = raw.get("type")
-    legacy = entry_type_raw if entry_type_raw in LEGACY_ENTRY_TYPES else None
+    legacy = (
+        entry_type_raw
+        if isinstance(entry_type_raw, str) and entry_type_raw in LEGACY_ENTRY_TYPES
+        else None
+    )
     r.require(_ENTRY_REQUIRED_2023 if legacy else _ENTRY_REQUIRED_2025, "the coverage entry")
 
     entry_id = raw.get("id")

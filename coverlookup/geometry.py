@@ -232,7 +232,7 @@ def _geometry(raw: Any, ptr: str, ctx: _Context, depth: int) -> list[Any] | None
             if got:
                 out.extend(got)
         return out
-    if kind in _OTHER_TYPES:
+    if isinstance(kind, str) and kind in _OTHER_TYPES:
         ctx.findings.warning(ptr + "/type", "unsupported-geometry", f"{kind} has no area; skipped")
         return None
     ctx.findings.error(ptr + "/type", "unknown-geometry", f"unknown geometry type {kind!r}")
@@ -303,9 +303,7 @@ def _ring(raw: Any, ptr: str, ctx: _Context) -> np.ndarray:
 
 def _bad_position(pos: Any, ptr: str, fl: FindingList) -> None:
     if type(pos) is not list:
-        fl.error(
-            ptr, "wrong-type", f"a position must be an array of numbers, got {type_name(pos)}"
-        )
+        fl.error(ptr, "wrong-type", f"a position must be an array of numbers, got {type_name(pos)}")
     elif len(pos) < 2:
         fl.error(ptr, "bad-position", f"a position needs longitude and latitude, has {len(pos)}")
     else:

@@ -154,3 +154,17 @@ def test_coverage_ids_filter_url():
     assert url == "https://a.example/cov?page=2&ids=b%261%20a"
     with pytest.raises(ValueError, match="spaces"):
         cds.coverage_url_with_ids("https://a.example/cov", ["has space"])
+
+
+def test_non_string_types_are_findings_not_crashes():
+    # A list or object where a type string belongs used to raise "unhashable type".
+    assert cds.detect_kind({"type": ["Polygon"]}) == "unknown"
+    page, found = cds.parse_coverage_page(
+        {"coverage_entries": [{"id": "a", "type": ["geographic"]}], "next": None},
+        "https://x.example/cov.json",
+        None,
+    )
+    assert page is not None and [e.id for e in page.entries] == ["a"]
+    assert [
+        (f.severity.value, f.pointer, f.code) for f in found if f.pointer.endswith("/type")
+    ] == [("error", "/coverage_entries/0/type", "wrong-type")]

@@ -260,3 +260,11 @@ def test_spatial_coverage_of_data_sets():
         assert geom is None
         assert [(f.severity, f.code) for f in found][-1] == (Severity.ERROR, code)
         assert found[-1].pointer.startswith("/0/content")
+
+
+def test_geometry_type_that_is_not_a_string_is_an_error():
+    features, found = read_features(
+        {"type": "GeometryCollection", "geometries": [{"type": []}]}, "d"
+    )
+    assert features == []
+    assert _codes(found) == [("error", "/geometries/0/type", "unknown-geometry")]
