@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import stat
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,7 +247,11 @@ class Crawler:
     def _read_local(self, url: str) -> FetchResult:
         path = Path(URL(url).path)
         try:
-            size = path.stat().st_size
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+                # /dev/zero says size 0 and never ends; a FIFO blocks: only regular files.
+                raise CrawlFetchError(f"{path}: not a regular file", problem="io")
+            size = info.st_size
             if size > self.options.max_bytes:
                 raise CrawlFetchError(
                     f"{path}: {size} bytes is over the limit of {self.options.max_bytes}",
@@ -572,7 +577,11 @@ class Crawler:
         if syntax is not None:
             record.findings.append(syntax)
             problem = syntax.message
-        elif not (isinstance(value, dict) and value.get("type") in GEOJSON_TYPES):
+        elif not (
+            isinstance(value, dict)
+            and isinstance(value.get("type"), str)
+            and value["type"] in GEOJSON_TYPES
+        ):
             problem = "not a GeoJSON object (no known 'type')"
             record.findings.append(Finding(Severity.ERROR, url, "", "not-geojson", problem))
         if problem is not None:

@@ -1,0 +1,118 @@
+"""The crawler against servers that publish hostile or sloppy documents (see fakefed.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from coverlookup.discovery import CrawlReport, crawl_with_report
+from coverlookup.snapshot import Snapshot
+from tests.fakefed import FakeFederation
+
+WK = "/.well-known/cds-server-metadata.json"
+HOST = "plain.test"
+STAMP = "2022-01-01T00:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeFederation]:
+    with FakeFederation.running(tmp_path_factory.mktemp("fed")) as federation:
+        yield federation
+
+
+def _json(value: Any) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=json.dumps(value).encode(), content_type="application/json")
+
+    return handler
+
+
+def _metadata(host: str, **fields: Any) -> dict[str, Any]:
+    doc = {
+        "cds_metadata_version": "v1",
+        "cds_metadata_url": f"https://{host}{WK}",
+        "created": STAMP,
+        "updated": STAMP,
+        "name": host,
+        "description": "a test server",
+        "website": f"https://{host}/",
+        "documentation": f"https://{host}/docs",
+        "support": f"https://{host}/support",
+        "capabilities": ["coverage"],
+        "coverage": f"https://{host}/hostile/coverage.json",
+    }
+    doc.update(fields)
+    return doc
+
+
+def _entry(entry_id: str, geojson: str) -> dict[str, Any]:
+    return {
+        "id": entry_id,
+        "created": STAMP,
+        "updated": STAMP,
+        "entity_name": "Hostile Power",
+        "country": "US",
+        "name": f"territory {entry_id}",
+        "description": "d",
+        "type": "geographic",
+        "role": "official",
+        "infrastructure_types": ["distribution_utility"],
+        "commodity_types": ["electricity"],
+        "capabilities": [],
+        "geojson_resource": geojson,
+    }
+
+
+def _crawl(fed: FakeFederation, seeds: list[str]) -> tuple[Snapshot, CrawlReport]:
+    return asyncio.run(crawl_with_report(seeds, options=fed.options()))
+
+
+def test_geojson_whose_type_is_not_a_string_is_reported_not_an_internal_error(
+    fed: FakeFederation,
+) -> None:
+    square = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}
+    fed.overrides[(HOST, WK)] = _json(_metadata(HOST))
+    fed.overrides[(HOST, "/hostile/coverage.json")] = _json(
+        {
+            "coverage_entries": [
+                _entry("listtype", f"https://{HOST}/hostile/listtype.json"),
+                _entry("good", f"https://{HOST}/hostile/good.json"),
+            ],
+            "next": None,
+            "previous": None,
+        }
+    )
+    fed.overrides[(HOST, "/hostile/listtype.json")] = _json({"type": ["Polygon"]})
+    fed.overrides[(HOST, "/hostile/good.json")] = _json(square)
+    snap, report = _crawl(fed, [f"https://{HOST}{WK}"])
+    assert sorted(e.key for e in snap.entries) == [
+        f"https://{HOST}{WK}#good",
+        f"https://{HOST}{WK}#listtype",
+    ]
+    assert [(p.url, p.kind, p.message, p.kept) for p in report.problems] == [
+        (
+            f"https://{HOST}/hostile/listtype.json",
+            "invalid_document",
+            "not a GeoJSON object (no known 'type')",
+            f"entry https://{HOST}{WK}#listtype without its geometry",
+        )
+    ]
+
+
+def test_local_document_pointing_at_a_device_is_not_read_forever(tmp_path: Path) -> None:
+    # A relative URL in a local file resolves to file:///dev/zero, which reports size 0.
+    meta = _metadata("local.test", coverage="coverage.json")
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    coverage = {"coverage_entries": [_entry("dev", "/dev/zero")], "next": None, "previous": None}
+    (tmp_path / "coverage.json").write_text(json.dumps(coverage))
+    snap, report = asyncio.run(crawl_with_report([str(tmp_path / "meta.json")]))
+    assert [e.id for e in snap.entries] == ["dev"]
+    assert [(p.url, p.kind, p.message) for p in report.problems] == [
+        ("file:///dev/zero", "io", "/dev/zero: not a regular file")
+    ]
