@@ -66,16 +66,30 @@ def check_coordinate(lat: Any, lon: Any) -> tuple[float, float]:
                 raise CoordinateError(f"{name} must be a number, got {value!r}")
             if isinstance(value, np.complexfloating):
                 raise CoordinateError(f"{name} must be a real number, got {value!r}")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                raise CoordinateError(
+                    f"{name} {value} is outside [-{limit:g}, {limit:g}]"
+                ) from None
         if not (-limit <= value <= limit):  # also false for NaN
+            if value != value:
+                raise CoordinateError(f"{name} must be finite, got nan")
             raise CoordinateError(f"{name} {value!r} is outside [-{limit:g}, {limit:g}]")
         out.append(value)
     return out[0], out[1]
 
 
 def check_array(name: str, values: Any, limit: float) -> np.ndarray:
-    if not isinstance(values, np.ndarray) and any(type(v) is bool for v in values):
-        raise CoordinateError(f"{name} must hold only numbers, not booleans")
+    if not isinstance(values, np.ndarray):
+        try:
+            has_bool = any(type(v) is bool for v in values)
+        except TypeError:  # a scalar, or something else that cannot be iterated
+            raise CoordinateError(
+                f"{name} must be a one-dimensional sequence of numbers, got {type(values).__name__}"
+            ) from None
+        if has_bool:
+            raise CoordinateError(f"{name} must hold only numbers, not booleans")
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise CoordinateError(f"{name} must be a one-dimensional sequence of numbers")
@@ -85,5 +99,8 @@ def check_array(name: str, values: Any, limit: float) -> np.ndarray:
     bad = ~(np.abs(arr) <= limit)
     if bad.any():
         i = int(np.argmax(bad))
-        raise CoordinateError(f"{name}[{i}] = {arr[i]!r} is outside [-{limit:g}, {limit:g}]")
+        value = float(arr[i])
+        if value != value:
+            raise CoordinateError(f"{name}[{i}] must be finite, got nan")
+        raise CoordinateError(f"{name}[{i}] = {value!r} is outside [-{limit:g}, {limit:g}]")
     return arr

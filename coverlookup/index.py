@@ -549,13 +549,13 @@ class CoverageIndex:
         wanted = (commodity, capability, infrastructure, type)
         if wanted == (None, None, None, None):
             return None
+        for name, value in zip(
+            ("commodity", "capability", "infrastructure", "type"), wanted, strict=True
+        ):
+            if value is not None and not isinstance(value, str):
+                raise UsageError(f"{name} filter must be a string, got {value!r}")
         mask = self._masks.get(wanted)
         if mask is None:
-            for name, value in zip(
-                ("commodity", "capability", "infrastructure", "type"), wanted, strict=True
-            ):
-                if value is not None and not isinstance(value, str):
-                    raise UsageError(f"{name} filter must be a string, got {value!r}")
             mask = np.array(
                 [
                     (commodity is None or commodity in m.entry.commodity_types)

@@ -537,3 +537,31 @@ def test_territories_too_large_for_the_grid_are_tested_exactly(tmp_path):
             ["world"],
             ["europe", "world"],
         ]
+
+
+def test_coordinate_errors_name_the_problem(squares):
+    with pytest.raises(CoordinateError) as info:
+        squares.lookup(10**400, 0.0)  # float() overflows: still a coordinate error
+    assert str(info.value) == f"lat {10**400} is outside [-90, 90]"
+    with pytest.raises(CoordinateError) as info:
+        squares.lookup(math.nan, 0.0)
+    assert str(info.value) == "lat must be finite, got nan"
+    with pytest.raises(CoordinateError) as info:
+        squares.lookup_many([0.0, math.nan], [0.0, 0.0])
+    assert str(info.value) == "lats[1] must be finite, got nan"
+    with pytest.raises(CoordinateError) as info:
+        squares.lookup_many([0.0], [0.0, 200.0][1:])
+    assert str(info.value) == "lons[0] = 200.0 is outside [-180, 180]"
+    with pytest.raises(CoordinateError) as info:
+        squares.lookup_many(1.0, 2.0)
+    assert str(info.value) == "lats must be a one-dimensional sequence of numbers, got float"
+
+
+def test_filter_of_the_wrong_type_is_a_usage_error(squares):
+    for call in (
+        lambda: squares.lookup(0.5, 0.5, commodity=["electricity"]),
+        lambda: squares.lookup_many([0.5], [0.5], commodity=["electricity"]),
+    ):
+        with pytest.raises(UsageError) as info:
+            call()
+        assert str(info.value) == "commodity filter must be a string, got ['electricity']"
