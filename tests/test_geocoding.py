@@ -339,3 +339,21 @@ def test_nominatim_precision_from_rank_when_type_is_unknown() -> None:
     assert nominatim_precision({"addresstype": "postcode"}) == POSTAL_CODE
     assert nominatim_precision({"type": "administrative", "place_rank": 8}) == "region"
     assert nominatim_precision(None) == "unknown"
+
+
+@pytest.mark.parametrize("query", ["09410", "77352", "90085", "88888"])
+def test_zips_published_at_0_0_have_no_location(offline: OfflineGeocoder, query: str) -> None:
+    # The zipcodes package gives military, PO box and a few standard ZIPs lat/long "0":
+    # that is "unknown", not Null Island in the Gulf of Guinea.
+    assert offline.geocode(query) is None
+
+
+def test_zip_without_a_location_falls_back_to_the_city(offline: OfflineGeocoder) -> None:
+    location = offline.geocode("1 Main St, Livingston, TX 77352")
+    assert location is not None
+    assert (location.lat, location.lon, location.precision, location.address) == (
+        30.6829,
+        -94.8976,
+        CITY,
+        "Livingston, TX",
+    )

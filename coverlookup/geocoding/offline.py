@@ -62,6 +62,10 @@ class _Tables:
                 lat, lon = float(record["lat"]), float(record["long"])
             except (KeyError, TypeError, ValueError):
                 continue
+            if lat == 0.0 and lon == 0.0:
+                # About 870 ZIPs (military, PO box, a few standard ones such as 77352) carry
+                # "0"/"0": no location, not a point in the Gulf of Guinea.
+                continue
             self.zips[record["zip_code"]] = record
             if record.get("zip_code_type") == "STANDARD":
                 key = (normalise_place(record["city"]), record["state"])
