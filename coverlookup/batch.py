@@ -699,7 +699,9 @@ def _result(
 
 def _json_text(value: Any) -> str:
     # A boolean is not a coordinate (and float(True) would say it is 1.0).
-    return "not-a-number" if isinstance(value, bool) else repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as the JSON said it; never a number
+    return repr(value)
 
 
 def _parse_record(text: str, delimiter: str) -> list[str]:

@@ -381,3 +381,12 @@ def test_cli_batch_refuses_to_overwrite_its_input(
     assert batch_cli(str(path), "-o", str(path)) == 2
     assert "is the input file" in capsys.readouterr().err
     assert path.read_bytes() == b"lat,lon\n36.7,-119.8\n"
+
+
+def test_json_items_with_booleans_say_what_they_got(index: CoverageIndex) -> None:
+    runner = BatchRunner(index)
+    results = list(runner.iter_json([{"lat": True, "lon": 1.0}, {"lat": 1.0, "lon": False}]))
+    assert [(r["status"], r["error"]) for r in results] == [
+        ("error", "item 1: latitude 'true' is not a number"),
+        ("error", "item 2: longitude 'false' is not a number"),
+    ]
