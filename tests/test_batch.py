@@ -265,7 +265,7 @@ def test_json_items(index: CoverageIndex, offline) -> None:  # type: ignore[no-u
         (1, "ok", 2, None),
         (2, "ok", 2, None),
         (3, "error", None, "item 3: latitude 'x' is not a number"),
-        (4, "error", None, "item 4: latitude 'not-a-number' is not a number"),
+        (4, "error", None, "item 4: latitude 'true' is not a number"),
         (5, "error", None, "item 5: the object has a lat column but no lon/lng/longitude column"),
         (6, "error", None, "item 6: expected an object, got int"),
     ]
