@@ -16,7 +16,7 @@ import orjson
 from coverlookup import cds, openenergy
 from coverlookup.errors import DocumentSyntaxError, UsageError
 from coverlookup.fields import type_name
-from coverlookup.findings import Finding, FindingList, Severity
+from coverlookup.findings import Finding, FindingList, Severity, pointer
 from coverlookup.model import CoveragePage, Entry, Server
 
 KIND_LABELS = {
@@ -129,7 +129,62 @@ def validate_bytes(data: bytes, document: str, *, hint: str | None = None) -> Va
         found.error("", "syntax-error", str(exc))
         result.findings.extend(found)
         return result
-    return validate_value(value, document)
+    result = validate_value(value, document)
+    result.findings[:0] = duplicate_key_findings(data, document)
+    return result
+
+
+# Duplicate names are looked for in documents up to this size (metadata and coverage listings
+# are kilobytes; a big GeoJSON export is not worth a second, slower parse).
+MAX_DUPLICATE_SCAN_BYTES = 8 * 1024 * 1024
+
+
+class _Pairs(dict):  # type: ignore[type-arg]
+    """A JSON object that remembers which of its names came more than once."""
+
+    __slots__ = ("repeated",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]):
+        super().__init__()
+        self.repeated: list[str] = []
+        for key, item in pairs:
+            if key in self and key not in self.repeated:
+                self.repeated.append(key)
+            self[key] = item
+
+
+def duplicate_key_findings(data: bytes, document: str) -> FindingList:
+    """Warnings for JSON object names that appear twice (RFC 8259: names SHOULD be unique).
+
+    The parsers keep the last value silently; a document that says two things for one field
+    is worth a warning. Only JSON text of modest size is scanned (stdlib json, pairs hook).
+    """
+    import json
+
+    found = FindingList(document)
+    text = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    if len(text) > MAX_DUPLICATE_SCAN_BYTES or text.lstrip()[:1] not in (b"{", b"["):
+        return found
+    try:
+        value = json.loads(text, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):
+        return found
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, _Pairs):
+            for key in item.repeated:
+                found.warning(
+                    pointer(*path, key),
+                    "duplicate-key",
+                    f"the name {key!r} appears more than once in this object; "
+                    "names should be unique (RFC 8259) and the last value is the one used",
+                )
+            stack.extend((v, (*path, k)) for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(item))))
+    found.sort(key=lambda f: f.pointer)
+    return found
 
 
 def _read_bounded(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:

@@ -172,3 +172,22 @@ def test_stream_longer_than_the_limit_is_refused(tmp_path):
         validate._read_bounded(Path(f"/dev/fd/{r}"), limit=50)
     os.close(r)
     assert str(info.value) == f"/dev/fd/{r} is larger than the 50 byte limit"
+
+
+def test_duplicate_names_in_a_json_object_are_warnings(tmp_path):
+    from coverlookup.validate import validate_file
+
+    doc = json.loads((SPEC / "repaired" / "2025-metadata.json").read_text())
+    text = json.dumps(doc)[:-1] + ', "name": "Second Name", "support": "https://example.com/s"}'
+    path = tmp_path / "dup.json"
+    path.write_text(text)
+    result = validate_file(path)
+    assert [(f.severity.value, f.pointer, f.code) for f in result.findings] == [
+        ("warning", "/name", "duplicate-key"),
+        ("warning", "/support", "duplicate-key"),
+    ]
+    assert result.findings[0].message == (
+        "the name 'name' appears more than once in this object; names should be unique "
+        "(RFC 8259) and the last value is the one used"
+    )
+    assert result.server is not None and result.server.name == "Second Name"
