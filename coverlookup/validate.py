@@ -98,7 +98,7 @@ def validate_value(value: Any, document: str, *, kind: str | None = None) -> Val
             f"not a CDS metadata document, coverage listing, Open Energy list or GeoJSON "
             f"(top level is {what}"
             + (
-                f" with fields {', '.join(sorted(value)[:6])}"
+                f" with fields {', '.join(_field_label(k) for k in sorted(value)[:6])}"
                 if isinstance(value, dict) and value
                 else ""
             )
@@ -106,6 +106,13 @@ def validate_value(value: Any, document: str, *, kind: str | None = None) -> Val
         )
         result.findings.extend(found)
     return result
+
+
+def _field_label(name: str) -> str:
+    """A field name for a message: quoted when blank, cut when absurdly long."""
+    if not name.strip():
+        return repr(name)
+    return name if len(name) <= 40 else name[:40] + "..."
 
 
 def _validate_geojson(value: Any, document: str) -> list[Finding]:

@@ -191,3 +191,13 @@ def test_duplicate_names_in_a_json_object_are_warnings(tmp_path):
         "(RFC 8259) and the last value is the one used"
     )
     assert result.server is not None and result.server.name == "Second Name"
+
+
+def test_unknown_document_names_blank_and_long_fields_readably():
+    from coverlookup.validate import validate_value
+
+    result = validate_value({"": 1, "x" * 100: 2, "b": 3}, "doc.json")
+    assert [f.message for f in result.findings] == [
+        "not a CDS metadata document, coverage listing, Open Energy list or GeoJSON "
+        f"(top level is an object with fields '', b, {'x' * 40}...)"
+    ]
