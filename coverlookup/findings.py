@@ -72,10 +72,22 @@ class FindingList(list[Finding]):
         self.document = document
 
     def error(self, ptr: str, code: str, message: str) -> None:
-        self.append(Finding(Severity.ERROR, self.document, ptr, code, message))
+        self.append(Finding(Severity.ERROR, self.document, clip(ptr), code, clip(message)))
 
     def warning(self, ptr: str, code: str, message: str) -> None:
-        self.append(Finding(Severity.WARNING, self.document, ptr, code, message))
+        self.append(Finding(Severity.WARNING, self.document, clip(ptr), code, clip(message)))
 
     def notice(self, ptr: str, code: str, message: str) -> None:
-        self.append(Finding(Severity.NOTICE, self.document, ptr, code, message))
+        self.append(Finding(Severity.NOTICE, self.document, clip(ptr), code, clip(message)))
+
+
+# Messages quote the offending value; a document with a 5 MB string must not make a 5 MB message.
+MAX_TEXT = 1000
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` unchanged when short; else its start and end around a note of what was cut."""
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit - 200], text[-100:]
+    return f"{head}...[{len(text) - len(head) - len(tail):,} characters cut]...{tail}"

@@ -201,3 +201,19 @@ def test_unknown_document_names_blank_and_long_fields_readably():
         "not a CDS metadata document, coverage listing, Open Energy list or GeoJSON "
         f"(top level is an object with fields '', b, {'x' * 40}...)"
     ]
+
+
+def test_huge_values_are_clipped_in_messages():
+    from coverlookup.validate import validate_value
+
+    doc = json.loads((SPEC / "repaired" / "2025-metadata.json").read_text())
+    doc["website"] = "x" * 5_000_000
+    result = validate_value(doc, "doc.json")
+    (finding,) = [f for f in result.findings if f.pointer == "/website"]
+    assert finding.message == (
+        "'website' is not an absolute URL: '"
+        + "x" * 765
+        + "...[4,999,136 characters cut]..."
+        + "x" * 99
+        + "'"
+    )
