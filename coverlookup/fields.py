@@ -189,6 +189,13 @@ def check_url(
     except ValueError:
         found.error(ptr, "bad-url", f"'{field}' has an invalid port: {value!r}")
         return None
+    if parts.username is not None or parts.password is not None:
+        found.warning(
+            ptr,
+            "credentials-in-url",
+            f"'{field}' carries a user name or password before the host; a public document "
+            "should not publish credentials (and clients may send them on)",
+        )
     if parts.scheme == "http":
         found.warning(ptr, "not-https", f"'{field}' is not an https URL: {value}")
     return stripped

@@ -168,3 +168,12 @@ def test_non_string_types_are_findings_not_crashes():
     assert [
         (f.severity.value, f.pointer, f.code) for f in found if f.pointer.endswith("/type")
     ] == [("error", "/coverage_entries/0/type", "wrong-type")]
+
+
+def test_url_with_credentials_is_a_warning():
+    doc = json.loads((SPEC / "repaired" / "2025-metadata.json").read_text())
+    doc["support"] = "https://user:secret@example.com/developers/contact"
+    _, found = cds.parse_server(doc, "https://example.com/.well-known/cds-server-metadata.json")
+    assert [(f.severity.value, f.pointer, f.code) for f in found] == [
+        ("warning", "/support", "credentials-in-url")
+    ]
