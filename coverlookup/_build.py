@@ -69,6 +69,15 @@ def read_geojson_source(
         )
         entries.append(entry)
         pairs.append((entry.key, feature.geometry))
+    for option, prop in (("name_property", name_property), ("id_property", id_property)):
+        if prop and features and not any(prop in f.properties for f in features):
+            seen_props = sorted({k for f in features[:100] for k in f.properties})
+            found.warning(
+                "",
+                "missing-property",
+                f"{option} {prop!r}: no feature has that property (properties found: "
+                f"{', '.join(seen_props[:12]) or 'none'})",
+            )
     digest = hashlib.sha256(data).hexdigest()[:12]
     mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
     return GeoJSONSource(

@@ -565,3 +565,15 @@ def test_filter_of_the_wrong_type_is_a_usage_error(squares):
         with pytest.raises(UsageError) as info:
             call()
         assert str(info.value) == "commodity filter must be a string, got ['electricity']"
+
+
+def test_from_geojson_warns_about_a_property_no_feature_has():
+    index = CoverageIndex.from_geojson(FIXTURES / "two_squares.geojson", name_property="name")
+    assert [(f.severity.value, f.code, f.message) for f in index.findings] == [
+        (
+            "warning",
+            "missing-property",
+            "name_property 'name': no feature has that property (properties found: NAME)",
+        )
+    ]
+    assert {m.entry.name for m in index.lookup(0.5, 0.5)} == {None}
