@@ -79,10 +79,11 @@ def read_features(value: Any, document: str) -> tuple[list[ParsedFeature], Findi
         findings.error("", "not-geojson", f"expected a GeoJSON object, got {type_name(value)}")
         return out, findings
     ctx = _Context(findings)
-    if not _apply_crs(value, "", ctx):
-        return out, findings
     kind = value.get("type")
     if kind == "FeatureCollection":
+        # A Feature or a bare geometry reads its own crs member (once) below.
+        if not _apply_crs(value, "", ctx):
+            return out, findings
         features = value.get("features")
         if not isinstance(features, list):
             findings.error(
@@ -387,6 +388,18 @@ def _transform(arr: np.ndarray, ptr: str, ctx: _Context) -> np.ndarray:
         raise _Reject from exc
     out = np.column_stack((np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)))
     finite = np.isfinite(out).all(axis=1)
+    if finite.all():
+        # Far outside a projection's range, pyproj clamps instead of failing (EPSG:3857
+        # y = 1e10 m comes out as latitude 90): the northing must come back where it started.
+        # Eastings may wrap around the globe (x past the antimeridian in EPSG:3857 is how
+        # such data crosses it), so only their finiteness is checked.
+        try:
+            x, y = ctx.transformer.transform(out[:, 0], out[:, 1], direction="INVERSE")
+            x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+            tolerance = 1e-3 + 1e-7 * np.abs(arr[:, 1])
+            finite = np.isfinite(x) & (np.abs(y - arr[:, 1]) <= tolerance)
+        except Exception:  # a CRS without an inverse: trust the forward answer
+            pass
     if not finite.all():
         i = int(np.argmin(finite))
         ctx.findings.error(

@@ -268,3 +268,45 @@ def test_geometry_type_that_is_not_a_string_is_an_error():
     )
     assert features == []
     assert _codes(found) == [("error", "/geometries/0/type", "unknown-geometry")]
+
+
+def _with_crs(coordinates: list, name: str = "EPSG:3857") -> dict:
+    return {
+        "type": "Feature",
+        "properties": {},
+        "crs": {"type": "name", "properties": {"name": name}},
+        "geometry": {"type": "Polygon", "coordinates": [coordinates]},
+    }
+
+
+def test_crs_on_a_lone_feature_or_geometry_is_reported_once():
+    feature = _with_crs(SQUARE[0], "EPSG:4326")
+    geometry = {**feature["geometry"], "crs": feature["crs"]}
+    for doc in (feature, geometry):
+        features, found = read_features(doc, "d")
+        assert features[0].geometry.bounds == (0.0, 0.0, 1.0, 1.0)
+        assert _codes(found) == [("notice", "/crs", "legacy-crs")]
+
+
+def test_projected_positions_the_crs_cannot_hold_are_rejected():
+    # EPSG:3857 has no y = 1e10 m; pyproj clamps it to latitude 90 instead of failing.
+    ring = [[0, 0], [1e5, 0], [1e5, 1e10], [0, 1e10], [0, 0]]
+    features, found = read_features(_with_crs(ring), "d")
+    assert features == []
+    assert _codes(found) == [
+        ("warning", "/crs", "legacy-crs"),
+        ("error", "/geometry/coordinates/0/2", "bad-coordinate"),
+    ]
+    assert found[1].message == "position lies outside the declared coordinate system"
+
+
+def test_projected_eastings_past_the_antimeridian_wrap_and_split():
+    # Web Mercator data crosses the antimeridian by running x past 20,037,508 m.
+    ring = [[19.9e6, 6.7e6], [20.2e6, 6.7e6], [20.2e6, 6.8e6], [19.9e6, 6.8e6], [19.9e6, 6.7e6]]
+    features, found = read_features(_with_crs(ring), "d")
+    parts = [tuple(round(b, 3) for b in p.bounds) for p in features[0].geometry.geoms]
+    assert parts == [(178.765, 51.443, 180.0, 51.999), (-180.0, 51.443, -178.54, 51.999)]
+    assert _codes(found) == [
+        ("warning", "/crs", "legacy-crs"),
+        ("warning", "/geometry", "antimeridian-split"),
+    ]
