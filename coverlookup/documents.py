@@ -18,6 +18,10 @@ MAX_DEPTH = 200
 # anchor for a repeated block or two; the "billion laughs" document adds 10^9.
 MAX_ALIAS_EXPANSION = 100_000
 
+# YAML is parsed in pure Python at a few hundred kB per second; Open Energy metadata lists are
+# kilobytes. A bigger YAML body (a hostile server can send 64 MB) would hold a crawl for minutes.
+MAX_YAML_BYTES = 4 * 1024 * 1024
+
 
 def _line_col(text: str, pos: int) -> tuple[int, int]:
     line = text.count("\n", 0, pos) + 1
@@ -148,6 +152,11 @@ def parse_json(data: bytes) -> Any:
 def parse_yaml(data: bytes) -> Any:
     import yaml
 
+    if len(data) > MAX_YAML_BYTES:
+        raise DocumentSyntaxError(
+            f"a YAML document of {len(data):,} bytes is over the {MAX_YAML_BYTES:,} byte limit "
+            "for YAML (its parser is slow); publish large documents as JSON"
+        )
     text = _decode(data)
     _depth_prescan(text)
     try:

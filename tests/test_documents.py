@@ -130,3 +130,18 @@ def test_utf16_and_utf32_with_bom_get_a_clear_message(encoding, name):
         "documents must be UTF-8: re-save it as UTF-8"
     )
     assert (info.value.line, info.value.column) == (1, 1)
+
+
+def test_yaml_over_the_size_limit_is_refused_before_parsing(monkeypatch):
+    from coverlookup import documents
+
+    monkeypatch.setattr(documents, "MAX_YAML_BYTES", 100)
+    data = b"- content: {a: 1}\n" * 10
+    assert len(data) == 180
+    with pytest.raises(DocumentSyntaxError) as info:
+        parse_document(data, hint="list.yaml")
+    assert str(info.value) == (
+        "a YAML document of 180 bytes is over the 100 byte limit for YAML (its parser is slow); "
+        "publish large documents as JSON"
+    )
+    assert parse_document(data[:90], hint="list.yaml") == [{"content": {"a": 1}}] * 5
