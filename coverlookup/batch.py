@@ -407,9 +407,15 @@ class BatchRunner:
         rows = chunk.rows
         if chunk.errors.count(None) != len(rows):
             return False
+        lat_texts = [fields[lat_i] for _, fields, _, _ in rows]
+        lon_texts = [fields[lon_i] for _, fields, _, _ in rows]
+        # numpy (like float()) reads "4_3.85" as 43.85; _coordinate refuses digit separators,
+        # so such a chunk takes the careful path and the row gets the same answer either way.
+        if "_" in "".join(lat_texts) or "_" in "".join(lon_texts):
+            return False
         try:
-            lats = np.array([fields[lat_i] for _, fields, _, _ in rows], dtype=np.float64)
-            lons = np.array([fields[lon_i] for _, fields, _, _ in rows], dtype=np.float64)
+            lats = np.array(lat_texts, dtype=np.float64)
+            lons = np.array(lon_texts, dtype=np.float64)
         except ValueError:
             return False
         # NaN fails these comparisons too.

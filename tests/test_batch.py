@@ -390,3 +390,14 @@ def test_json_items_with_booleans_say_what_they_got(index: CoverageIndex) -> Non
         ("error", "item 1: latitude 'true' is not a number"),
         ("error", "item 2: longitude 'false' is not a number"),
     ]
+
+
+def test_digit_separator_is_refused_whether_or_not_the_chunk_is_clean(index: CoverageIndex) -> None:
+    # Every other cell of the chunk is clean, so it would take the vectorised path, where
+    # numpy reads "3_6.74" as 36.74; the row-by-row path refuses it. Same answer both ways.
+    for body in (b"lat,lon\n1,1\n3_6.74,-119.78\n", b"lat,lon\nx,1\n3_6.74,-119.78\n"):
+        text, _ = run(index, body)
+        assert [(r["status"], r["error"]) for r in rows_of(text)][1] == (
+            "error",
+            "line 3: latitude '3_6.74' is not a number",
+        )
