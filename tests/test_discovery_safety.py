@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,23 @@ def test_option_checks(tmp_path: Path) -> None:
     assert CrawlOptions().user_agent == (
         "coverlookup/0.1.0 (+https://github.com/coverlookup/coverlookup)"
     )
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_timeouts_must_be_finite(value: float) -> None:
+    with pytest.raises(UsageError) as info:
+        CrawlOptions(timeout=value)
+    assert (
+        str(info.value) == f"crawl option timeout must be a finite number of seconds, not {value}"
+    )
+    with pytest.raises(UsageError) as info:
+        CrawlOptions(retry_after_cap=value)
+    assert str(info.value) == (
+        f"crawl option retry_after_cap must be a finite number of seconds, not {value}"
+    )
+
+
+def test_pin_with_an_unclosed_bracket_is_refused() -> None:
+    with pytest.raises(UsageError) as info:
+        Pin.parse("a.test:443:[::1")
+    assert str(info.value) == "--resolve 'a.test:443:[::1': '[' without its ']'"

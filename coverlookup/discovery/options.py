@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -45,7 +46,9 @@ class Pin:
         port = _port(port_text, text)
         target_port = port
         if rest.startswith("["):
-            addr, _, tail = rest[1:].partition("]")
+            addr, bracket, tail = rest[1:].partition("]")
+            if not bracket:
+                raise UsageError(f"--resolve {text!r}: '[' without its ']'")
             if tail:
                 if not tail.startswith(":"):
                     raise UsageError(f"--resolve {text!r}: junk after ']'")
@@ -119,6 +122,19 @@ class CrawlOptions:
                 )
         if self.timeout <= 0 or self.max_bytes <= 0:
             raise UsageError("crawl options timeout and max_bytes must be positive")
+        for name in (
+            "timeout",
+            "connect_timeout",
+            "backoff_base",
+            "backoff_max",
+            "retry_after_cap",
+        ):
+            value = getattr(self, name)
+            # NaN passes "<= 0" and made every request time out; inf meant no deadline at all.
+            if not math.isfinite(value) or value < 0:
+                raise UsageError(
+                    f"crawl option {name} must be a finite number of seconds, not {value}"
+                )
         if self.retries < 0:
             raise UsageError("crawl option retries must be 0 or more")
         if self.cafile is not None and not os.path.isfile(self.cafile):
