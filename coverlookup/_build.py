@@ -13,7 +13,7 @@ from typing import Any
 from shapely.geometry.base import BaseGeometry
 
 from coverlookup.documents import parse_json
-from coverlookup.errors import CoverlookupError, UsageError
+from coverlookup.errors import CoverlookupError, DocumentSyntaxError, UsageError
 from coverlookup.findings import Finding, FindingList
 from coverlookup.geometry import geometry_from_spatial, read_features, territory_from_geojson
 from coverlookup.model import DATASET, GEOGRAPHIC, Entry, Server
@@ -36,10 +36,16 @@ def read_geojson_source(
     path: Path, name_property: str | None, id_property: str | None
 ) -> GeoJSONSource:
     try:
+        if path.exists() and not path.is_file() and not path.is_dir():
+            # /dev/zero reports size 0 and never ends; a FIFO blocks.
+            raise UsageError(f"{path}: not a regular file")
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    value = parse_json(data)
+    try:
+        value = parse_json(data)
+    except DocumentSyntaxError as exc:
+        raise DocumentSyntaxError(f"{path}: {exc}", line=exc.line, column=exc.column) from None
     uri = path.resolve().as_uri()
     features, found = read_features(value, uri)
     server = Server(metadata_url=uri, shape="geojson", name=path.stem)

@@ -577,3 +577,19 @@ def test_from_geojson_warns_about_a_property_no_feature_has():
         )
     ]
     assert {m.entry.name for m in index.lookup(0.5, 0.5)} == {None}
+
+
+def test_from_geojson_errors_name_the_file(tmp_path):
+    from coverlookup.errors import DocumentSyntaxError
+
+    bad = tmp_path / "bad.geojson"
+    bad.write_text('{"type": "FeatureCollection",, }')
+    with pytest.raises(DocumentSyntaxError) as info:
+        CoverageIndex.from_geojson(bad)
+    assert str(info.value) == (
+        f"{bad}: invalid JSON at line 1 column 30: unexpected character, expected a string key"
+    )
+    assert (info.value.line, info.value.column) == (1, 30)
+    with pytest.raises(UsageError) as info:
+        CoverageIndex.from_geojson("/dev/zero")
+    assert str(info.value) == "/dev/zero: not a regular file"
