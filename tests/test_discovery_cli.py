@@ -108,3 +108,21 @@ def test_validate_url_reports_fetch_failures(
         ("invalid-document", "invalid JSON at line 4 column 30: trailing comma is not allowed"),
         ("syntax-error", "invalid JSON at line 4 column 30: trailing comma is not allowed"),
     ]
+
+
+def test_validate_domain_without_metadata_lists_one_problem(
+    fed: FakeFederation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["validate", "broken.test", "--json"] + _fetch_args(fed))
+    data = orjson.loads(capsys.readouterr().out)
+    assert code == 1
+    assert [(d["document"], d["kind"]) for d in data["documents"]] == [
+        ("https://broken.test/", "unreadable")
+    ]
+    [finding] = data["documents"][0]["findings"]
+    assert (finding["code"], finding["message"]) == (
+        "no-metadata",
+        "broken.test: no metadata at either well-known path "
+        "(https://broken.test/.well-known/cds-server-metadata.json: HTTP 500; "
+        "https://broken.test/.well-known/carbon-data-spec.json: HTTP 500)",
+    )

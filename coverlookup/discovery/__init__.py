@@ -122,6 +122,9 @@ def validate_remote(target: str, args: argparse.Namespace | OptionsLike = None) 
                 0,
                 Finding(severity, record.url, "", problem.kind.replace("_", "-"), problem.message),
             )
+        if record.error and not findings:
+            # A well-known path probed quietly: the domain's own problem below says why.
+            continue
         kind = record.kind if record.sha256 and not record.error else "unreadable"
         if record.kind == "metadata" and kind == "unreadable" and record.sha256:
             kind = "metadata"
