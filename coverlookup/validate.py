@@ -253,6 +253,7 @@ def _is_remote(target: str) -> bool:
         return False
     # A bare domain: letters, digits, dots, hyphens, an optional port, and at least one dot.
     host = target.rsplit(":", 1)[0] if target.count(":") == 1 else target
+    host = host[:-1] if host.endswith(".") else host  # a fully qualified "example.com."
     return "." in host and all(part and part.replace("-", "").isalnum() for part in host.split("."))
 
 

@@ -217,3 +217,22 @@ def test_huge_values_are_clipped_in_messages():
         + "x" * 99
         + "'"
     )
+
+
+@pytest.mark.parametrize(
+    ("target", "remote"),
+    [
+        ("example.com", True),
+        ("example.com.", True),
+        ("example.com:8443", True),
+        ("bücher.example", True),
+        ("https://example.com/x.json", True),
+        ("file.json", False),
+        ("./example.com", False),
+        ("example..com", False),
+    ],
+)
+def test_what_counts_as_a_remote_target(target, remote):
+    from coverlookup.validate import _is_remote
+
+    assert _is_remote(target) is remote
