@@ -246,6 +246,9 @@ def validate_file(path: str | Path) -> ValidationResult:
 # --- command line ---------------------------------------------------------------------------
 
 
+_FILE_SUFFIXES = frozenset({"json", "geojson", "yaml", "yml", "txt", "csv"})
+
+
 def _is_remote(target: str) -> bool:
     if target.startswith(("http://", "https://")):
         return True
@@ -254,6 +257,8 @@ def _is_remote(target: str) -> bool:
     # A bare domain: letters, digits, dots, hyphens, an optional port, and at least one dot.
     host = target.rsplit(":", 1)[0] if target.count(":") == 1 else target
     host = host[:-1] if host.endswith(".") else host  # a fully qualified "example.com."
+    if host.rsplit(".", 1)[-1].lower() in _FILE_SUFFIXES:
+        return False  # "metadata.json" is a missing file, not a domain to crawl
     return "." in host and all(part and part.replace("-", "").isalnum() for part in host.split("."))
 
 
