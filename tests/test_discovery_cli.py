@@ -126,3 +126,29 @@ def test_validate_domain_without_metadata_lists_one_problem(
         "(https://broken.test/.well-known/cds-server-metadata.json: HTTP 500; "
         "https://broken.test/.well-known/carbon-data-spec.json: HTTP 500)",
     )
+
+
+def test_unwritable_snapshot_or_report_is_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A local document that links nowhere: the crawl touches no network.
+    doc = orjson.loads(
+        (Path(__file__).parent / "fixtures/spec/repaired/2025-metadata.json").read_bytes()
+    )
+    doc["capabilities"] = []
+    del doc["coverage"]
+    seed = str(tmp_path / "metadata.json")
+    Path(seed).write_bytes(orjson.dumps(doc))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["crawl", seed, "--snapshot", str(blocker / "snap")]) == 2
+    assert capsys.readouterr().err == (
+        f"coverlookup: error: --snapshot {blocker / 'snap'}: cannot create it: Not a directory\n"
+    )
+    report = blocker / "report.json"
+    assert main(["crawl", seed, "--snapshot", str(tmp_path / "s"), "--report", str(report)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"coverlookup: error: --report {report}: cannot write it: Not a directory "
+        f"(the snapshot was written to {tmp_path / 's' / 'snapshots'}/"
+    )

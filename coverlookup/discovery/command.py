@@ -97,6 +97,10 @@ def run_crawl_cli(args: argparse.Namespace, out: TextIO | None = None) -> int:
     root = Path(args.snapshot)
     if root.exists() and not root.is_dir():
         raise UsageError(f"--snapshot {root}: not a directory")
+    try:  # fail before the crawl, not after it
+        (root / "snapshots").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--snapshot {root}: cannot create it: {exc.strerror or exc}") from None
     previous = None
     if not args.fresh and (root / "current").exists():
         try:
@@ -110,12 +114,21 @@ def run_crawl_cli(args: argparse.Namespace, out: TextIO | None = None) -> int:
     finally:
         if progress is not None:
             progress.close()
-    written = write_snapshot(root, snapshot, keep=args.keep)
+    try:
+        written = write_snapshot(root, snapshot, keep=args.keep)
+    except OSError as exc:
+        raise SnapshotError(f"{root}: cannot write the snapshot: {exc.strerror or exc}") from None
     data = summary(snapshot, report)
     if args.report:
         payload = report_dict(snapshot, report)
         payload["snapshot_path"] = str(written)
-        Path(args.report).write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n")
+        try:
+            Path(args.report).write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n")
+        except OSError as exc:
+            raise UsageError(
+                f"--report {args.report}: cannot write it: {exc.strerror or exc} "
+                f"(the snapshot was written to {written})"
+            ) from None
     out.write(f"snapshot {snapshot.id} written to {written}\n")
     out.write(format_summary(data) + "\n")
     errors = [p for p in report.problems if p.severity != "notice"]
