@@ -166,13 +166,39 @@ _Raw = tuple[int, list[str], str | None, str | None]
 def open_text(source: IO[bytes] | IO[str] | str | os.PathLike[str]) -> IO[str]:
     """A text stream over a path or a binary/text stream: UTF-8 with or without a BOM, newline=''.
 
+    A UTF-16 or UTF-32 byte order mark (Excel's "Unicode Text" export) selects that encoding.
     Undecodable bytes become U+FFFD so one bad byte fails its row, not the run.
     """
-    if isinstance(source, (str, os.PathLike)):
-        return open(source, encoding="utf-8-sig", errors="replace", newline="")
     if isinstance(source, io.TextIOBase):
         return source  # type: ignore[return-value]
-    return io.TextIOWrapper(source, encoding="utf-8-sig", errors="replace", newline="")  # type: ignore[arg-type]
+    if isinstance(source, (str, os.PathLike)):
+        source = open(source, "rb")  # the text wrapper owns and closes it
+    encoding = _sniff_encoding(source)  # type: ignore[arg-type]
+    return io.TextIOWrapper(source, encoding=encoding, errors="replace", newline="")  # type: ignore[arg-type]
+
+
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+
+
+def _sniff_encoding(raw: IO[bytes]) -> str:
+    """The encoding a byte order mark announces (UTF-8 when there is none)."""
+    head = b""
+    peek = getattr(raw, "peek", None)
+    if peek is not None:
+        head = peek(4)[:4]
+    elif raw.seekable():
+        start = raw.tell()
+        head = raw.read(4)
+        raw.seek(start)
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding
+    return "utf-8-sig"
 
 
 class _Chunk:

@@ -401,3 +401,22 @@ def test_digit_separator_is_refused_whether_or_not_the_chunk_is_clean(index: Cov
             "error",
             "line 3: latitude '3_6.74' is not a number",
         )
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_utf16_and_utf32_with_a_byte_order_mark_are_read(
+    index: CoverageIndex, encoding: str, tmp_path: Path
+) -> None:
+    # Excel's "Unicode Text" export: UTF-16 little-endian with a BOM, tab-delimited.
+    text = "lat\tlon\r\n36.74\t-119.78\r\n"
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data
+    for source in (data, tmp_path / "in.txt"):
+        if isinstance(source, Path):
+            source.write_bytes(data)
+        out, summary = run(index, source)
+        assert [(r["lat"], r["status"], r["entity_names"]) for r in rows_of(out, "\t")] == [
+            ("36.74", "ok", "Fresno Municipal Power|Valley Power, Inc.")
+        ]
+        assert summary.rows == 1
