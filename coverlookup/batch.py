@@ -770,6 +770,9 @@ def _coordinate(text: str, name: str, limit: float) -> float:
 def _zip_text(text: str) -> str:
     """A ZIP cell; spreadsheets drop leading zeros (02108 -> 2108), so put them back."""
     value = text.strip()
+    whole, dot, zeros = value.partition(".")
+    if dot and whole.isdigit() and 3 <= len(whole) <= 5 and zeros and set(zeros) == {"0"}:
+        value = whole  # a ZIP column saved as numbers: 2108.0 -> 2108
     if value.isdigit() and 3 <= len(value) < 5:
         return value.zfill(5)
     return value

@@ -420,3 +420,21 @@ def test_utf16_and_utf32_with_a_byte_order_mark_are_read(
             ("36.74", "ok", "Fresno Municipal Power|Valley Power, Inc.")
         ]
         assert summary.rows == 1
+
+
+@pytest.mark.parametrize(
+    ("cell", "query"),
+    [
+        ("93721", "93721"),
+        ("2108", "02108"),
+        ("2108.0", "02108"),
+        ("93721.00", "93721"),
+        ("93721-1234", "93721-1234"),
+        ("93721.5", "93721.5"),
+        ("1.0", "1.0"),
+    ],
+)
+def test_zip_cells_saved_as_numbers_get_their_zeros_back(cell: str, query: str) -> None:
+    from coverlookup.batch import _zip_text
+
+    assert _zip_text(cell) == query
