@@ -92,7 +92,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "--snapshot", metavar="DIR", help="snapshot to serve (with --seed: where to save)"
     )
     p.add_argument("--seed", nargs="+", default=[], metavar="SEED", help="crawl these seeds")
-    p.add_argument("--refresh", type=float, metavar="S", help="re-crawl the seeds every S seconds")
+    p.add_argument(
+        "--refresh",
+        type=float,
+        metavar="S",
+        help="re-crawl the seeds every S seconds (with only --snapshot: reload it when it changes)",
+    )
     p.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the port")
     p.add_argument(
         "--cors-origin",
@@ -119,8 +124,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from coverlookup import web
 
-    if args.refresh is not None and not args.seed:
-        raise UsageError("--refresh needs --seed (there is nothing to re-crawl)")
+    if args.refresh is not None and not (args.seed or args.snapshot):
+        raise UsageError(
+            "--refresh needs --seed (re-crawl) or --snapshot (reload when a crawl replaces it)"
+        )
     if not 0 <= args.port < 65536:
         raise UsageError(f"--port {args.port}: not a port number")
     crawl = {"allow_http": args.allow_http, "allow_private": args.allow_private}

@@ -45,7 +45,8 @@ MAX_ADDRESS_CHARS = 1000
 # Plain decimal numbers only: float() would also take "nan", "inf", "1_000" and " 12 ".
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
-IndexLoader = Callable[[], Awaitable["CoverageIndex"]]
+# Returns a new index, or None when the source has not changed since the last load.
+IndexLoader = Callable[[], Awaitable["CoverageIndex | None"]]
 
 
 class NotAvailableError(CoverlookupError):
@@ -189,6 +190,10 @@ class LookupService:
                 state.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("refresh failed, still serving the previous index: %s", exc)
                 return False
+            if index is None:  # the source has nothing new: keep serving what we have
+                state.consecutive_failures = 0
+                state.last_error = None
+                return True
             self.swap(index)
             state.refreshes += 1
             state.consecutive_failures = 0
@@ -475,5 +480,28 @@ def crawl_loader(
 
         # Building is CPU work: keep the event loop answering lookups meanwhile.
         return await loop.run_in_executor(None, persist_and_build)
+
+    return load
+
+
+def snapshot_watcher(root: str, current_id: Callable[[], str | None]) -> IndexLoader:
+    """A loader that loads the snapshot under ``root`` whenever its ``current`` link moves on
+    (written by ``coverlookup crawl`` or by a crawling parent process); None while unchanged."""
+
+    async def load() -> CoverageIndex | None:
+        from coverlookup.index import CoverageIndex
+        from coverlookup.snapshot import load_snapshot, resolve_snapshot_dir
+
+        directory = resolve_snapshot_dir(root)
+        # A root's 'current' link names the snapshot directory after its id; no need to parse.
+        linked = (Path(root) / "current").is_symlink()
+        snapshot_id = directory.name if linked else load_snapshot(directory).id
+        if snapshot_id == current_id():
+            return None
+        loop = asyncio.get_running_loop()
+        # save=False: several workers may watch one directory; the crawler compiles it.
+        return await loop.run_in_executor(
+            None, functools.partial(CoverageIndex.load, directory, save=False)
+        )
 
     return load

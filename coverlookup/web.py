@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import itertools
 import logging
 import math
@@ -16,6 +17,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -62,6 +65,8 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
 )
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
+# How often workers look for a new snapshot written by the crawling parent process.
+WATCH_INTERVAL_S = 2.0
 LOOKUP_PARAMS = frozenset({"lat", "lon", "address", "nearest_km", *FILTERS})
 LIST_PARAMS = frozenset({"limit", "offset"})
 
@@ -562,7 +567,7 @@ class ServeOptions:
 
 
 def build_service(options: ServeOptions) -> LookupService:
-    from coverlookup.service import crawl_loader, load_index
+    from coverlookup.service import crawl_loader, load_index, snapshot_watcher
 
     addresses: dict[str, Any] = {"candidate_km": options.candidate_km}
     if options.geocoder is not None or options.geocoder_options:
@@ -582,6 +587,16 @@ def build_service(options: ServeOptions) -> LookupService:
                 index = load_index(options.snapshot)
         source = "seeds: " + " ".join(options.seeds)
         return LookupService(index, loader=loader, source=source, **addresses)
+    if options.snapshot is not None and options.refresh_s:
+        # Watch the snapshot directory: serve its current snapshot and reload when it changes.
+        index = None
+        with contextlib.suppress(SnapshotError):
+            index = load_index(options.snapshot)
+        service = LookupService(index, source=options.snapshot, **addresses)
+        service.loader = snapshot_watcher(
+            options.snapshot, lambda: service.index.snapshot_id if service.ready else None
+        )
+        return service
     index = load_index(options.snapshot)
     return LookupService(index, source=options.snapshot or "demo", **addresses)
 
@@ -632,9 +647,20 @@ def run(options: ServeOptions) -> int:
         raise UsageError("--workers above 1 needs an explicit --port (the processes share it)")
     if not hasattr(__import__("socket"), "SO_REUSEPORT"):
         raise UsageError("--workers above 1 needs SO_REUSEPORT, which this system lacks")
+    crawler_stop = threading.Event()
+    worker_options = options
+    if options.seeds:
+        # One crawler (this process) writes snapshots; the workers watch the directory.
+        root = options.snapshot or tempfile.mkdtemp(prefix="coverlookup-serve-")
+        worker_options = dataclasses.replace(
+            options, seeds=(), snapshot=root, refresh_s=WATCH_INTERVAL_S
+        )
+        threading.Thread(
+            target=_crawl_in_background, args=(options, root, crawler_stop), daemon=True
+        ).start()
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=run_worker, args=(options,), daemon=False)
+        ctx.Process(target=run_worker, args=(worker_options,), daemon=False)
         for _ in range(options.workers)
     ]
     for proc in procs:
@@ -652,9 +678,24 @@ def run(options: ServeOptions) -> int:
     try:
         code = _wait_workers(procs, lambda: stopping, forward)
     finally:
+        crawler_stop.set()
         for sig, handler in old.items():
             signal.signal(sig, handler)
     return code
+
+
+def _crawl_in_background(options: ServeOptions, root: str, stop: threading.Event) -> None:
+    """Crawl the seeds into ``root`` now and then every ``refresh_s`` seconds (for workers)."""
+    from coverlookup.service import crawl_loader
+
+    loader = crawl_loader(list(options.seeds), snapshot_root=root, **dict(options.crawl_options))
+    while not stop.is_set():
+        try:
+            asyncio.run(loader())
+        except Exception as exc:  # the workers keep serving the last good snapshot
+            log.warning("crawl of %s failed: %s", " ".join(options.seeds), exc)
+        if not options.refresh_s or stop.wait(options.refresh_s):
+            return
 
 
 def _wait_workers(

@@ -203,3 +203,34 @@ def test_serve_from_seeds_crawls_then_serves(tmp_path: Path) -> None:
         code = server.stop()
     assert code == 0
     assert (tmp_path / "snap" / "current" / "manifest.json").is_file()
+
+
+def test_serve_workers_with_seeds_one_crawler_many_servers(tmp_path: Path) -> None:
+    port = _free_port()
+    root = tmp_path / "snap"
+    server = _Server(
+        "--port", str(port), "--workers", "2", "--seed", str(demo.federation_path()),
+        "--snapshot", str(root), "--refresh", "3600",
+    )  # fmt: skip
+    try:
+        server.wait_serving(count=2)
+        assert server.proc.stderr is not None
+        # A worker that started before the crawl finished announces its snapshot when it
+        # loads it; one that started after serves it from the start.
+        ready = [
+            line.split("serving snapshot ")[1].split()[0]
+            for line in server.announced
+            if "serving snapshot " in line
+        ]
+        while len(ready) < 2:
+            line = server.proc.stderr.readline()
+            assert line, f"serve exited early with {server.proc.wait()}"
+            if line.startswith("coverlookup: ready: snapshot "):
+                ready.append(line.split()[-1])
+        assert ready[0] == ready[1]
+        assert [p.name for p in (root / "snapshots").iterdir()] == [ready[0]]
+        status, answer = _get(f"http://127.0.0.1:{port}/v1/lookup?lat={MUNI_LAT}&lon={MUNI_LON}")
+        assert status == 200 and answer["snapshot"]["id"] == ready[0]
+    finally:
+        code = server.stop()
+    assert code == 0

@@ -283,3 +283,28 @@ def test_cached_match_dicts_equal_match_to_dict() -> None:
             assert answer == [m.to_dict() for m in index.lookup(lat, lon)]
             matched += len(answer)
     assert matched > 300
+
+
+async def test_snapshot_watcher_reloads_when_current_moves(tmp_path: Path) -> None:
+    from coverlookup import demo
+    from coverlookup.discovery import crawl
+    from coverlookup.service import snapshot_watcher
+    from coverlookup.snapshot import write_snapshot
+
+    root = tmp_path / "root"
+    first = await crawl([str(demo.federation_path())])
+    write_snapshot(root, first)
+    service = LookupService(None)
+    service.loader = snapshot_watcher(
+        str(root), lambda: service.index.snapshot_id if service.ready else None
+    )
+    assert await service.refresh() is True
+    assert service.index.snapshot_id == first.id
+    assert await service.refresh() is True  # nothing new: same index object keeps serving
+    assert service.index.snapshot_id == first.id and service.refresh_state.refreshes == 1
+    second = await crawl([str(demo.federation_path())])
+    write_snapshot(root, second)
+    assert await service.refresh() is True
+    assert service.index.snapshot_id == second.id and service.refresh_state.refreshes == 2
+    answer = service.lookup(Query.make(*demo.POINT_IN_IOU))
+    assert [m["id"] for m in answer["matches"]] == ["mng-gas", "mpl-electric"]
