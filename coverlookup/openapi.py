@@ -119,6 +119,7 @@ def openapi() -> dict[str, Any]:
                             },
                         },
                         "413": _ERROR_REF,
+                        "415": _ERROR_REF,
                         "400": _ERROR_REF,
                     },
                 }

@@ -101,8 +101,22 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "body_too_large",
+    415: "unsupported_media_type",
     400: "bad_request",
 }
+
+# Batch bodies read as CSV: curl's --data-binary default (form-urlencoded) and no type at all
+# are taken as CSV too, so a forgotten -H does not fail; anything else is a 415.
+_CSV_TYPES = frozenset(
+    {
+        "text/csv",
+        "text/plain",
+        "application/csv",
+        "application/octet-stream",
+        "application/x-www-form-urlencoded",
+        "",
+    }
+)
 
 
 def _from_http_exception(exc: web.HTTPException) -> web.Response:
@@ -300,10 +314,16 @@ async def handle_batch(request: web.Request) -> web.StreamResponse:
     fmt = params.get("format", "csv")
     if fmt not in FORMATS:
         raise UsageError(f"format must be one of {', '.join(FORMATS)}, got {fmt[:40]!r}")
+    if request.content_type != "application/json" and request.content_type not in _CSV_TYPES:
+        raise web.HTTPUnsupportedMediaType(
+            text=f"a batch body is text/csv or application/json, not {request.content_type[:80]}"
+        )
     limit = config.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     body = await request.read()  # bounded by client_max_size: a chunked body over it is a 413
+    if not body.strip():
+        raise UsageError("the request body is empty; send a CSV with a header row, or a JSON list")
     service = request.app[SERVICE]
     index = service.index  # one index for the whole batch, even across a refresh
     runner = BatchRunner(index, geocoder=service.geocoder, filters=filters)

@@ -100,6 +100,8 @@ async def test_json_list_and_empty_list(client: Any) -> None:
         (b"lat,lon\n", "text/csv", "?format=xml", "format must be one of csv, jsonl"),
         (b"lat,lon\n", "text/csv", "?commodity=", "commodity must be a non-empty string"),
         (b"lat,lon\n", "text/csv", "?bogus=1", "unknown parameter 'bogus'"),
+        (b"", "text/csv", "", "the request body is empty"),
+        (b"  \n", "text/plain", "", "the request body is empty"),
     ],
 )
 async def test_bad_batch_requests_are_400(
@@ -110,6 +112,16 @@ async def test_bad_batch_requests_are_400(
     error = (await response.json())["error"]
     assert error["code"] == "bad_request"
     assert message in error["message"]
+
+
+async def test_unsupported_body_type_is_415(client: Any) -> None:
+    response = await post(client, b"<rows/>", "application/xml")
+    assert response.status == 415
+    error = (await response.json())["error"]
+    assert error == {
+        "code": "unsupported_media_type",
+        "message": "a batch body is text/csv or application/json, not application/xml",
+    }
 
 
 async def test_request_size_is_limited(client: Any) -> None:
