@@ -133,7 +133,11 @@ def run_crawl_cli(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out.write(format_summary(data) + "\n")
     errors = [p for p in report.problems if p.severity != "notice"]
     for problem in errors[:SHOWN_PROBLEMS]:
-        out.write(f"  {problem.kind}: {problem.url}: {problem.message} (kept: {problem.kept})\n")
+        message = problem.message
+        # Fetch errors already start with their URL; do not say it twice.
+        if problem.url and message.startswith(problem.url):
+            message = message[len(problem.url) :].lstrip(": ")
+        out.write(f"  {problem.kind}: {problem.url}: {message} (kept: {problem.kept})\n")
     if len(errors) > SHOWN_PROBLEMS:
         more = len(errors) - SHOWN_PROBLEMS
         out.write(f"  ... and {more} more" + (" (see the report)\n" if args.report else "\n"))
