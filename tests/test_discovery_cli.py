@@ -43,9 +43,7 @@ def test_crawl_writes_snapshot_summary_and_report(
     assert lines[0] == f"snapshot {snapshot.id} written to {root / 'snapshots' / snapshot.id}"
     assert lines[1].startswith("3 servers, 8 entries, 6 geometries fetched; 15 documents, ")
     assert lines[2] == "problems: http_status 1, pagination_loop 1"
-    assert (
-        f"  http_status: {broken}: HTTP 500 (kept: nothing from this document)" in lines
-    )
+    assert f"  http_status: {broken}: HTTP 500 (kept: nothing from this document)" in lines
     assert out.err == ""  # not a terminal: no progress line
 
     data = orjson.loads(report.read_bytes())
