@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 import random
 import re
@@ -48,35 +47,17 @@ end
 
 def build_us_snapshot(root: Path) -> Path:
     """A snapshot with one geographic entry per US retail territory, as a crawl would store it."""
-    from coverlookup.model import Entry, Server
-    from coverlookup.snapshot import DocumentRecord, Snapshot, write_snapshot
+    from coverlookup.snapshot import snapshot_from_features, write_snapshot
 
-    data = orjson.loads(US_FILE.read_bytes())
-    snap = Snapshot.new(seeds=[str(US_FILE)])
-    server_url = "https://territories.example/.well-known/cds-server-metadata.json"
-    snap.servers.append(Server(metadata_url=server_url, shape="cds-2025", name="US territories"))
-    for number, feature in enumerate(data["features"]):
-        props = feature.get("properties") or {}
-        entry_id = str(props.get("id") or number)
-        url = f"https://territories.example/geo/{hashlib.sha1(entry_id.encode()).hexdigest()}.json"
-        raw = orjson.dumps(feature)
-        digest = snap.add_blob(raw)
-        snap.documents.append(
-            DocumentRecord(url=url, kind="geojson", final_url=url, status=200, sha256=digest)
-        )
-        snap.entries.append(
-            Entry(
-                server_url=server_url,
-                id=entry_id,
-                type="geographic",
-                name=props.get("name"),
-                entity_name=props.get("name"),
-                country="US",
-                commodity_types=("electricity",),
-                infrastructure_types=("distribution_utility",),
-                geojson_resource=url,
-            )
-        )
+    snap = snapshot_from_features(
+        orjson.loads(US_FILE.read_bytes())["features"],
+        server_url="https://territories.example/.well-known/cds-server-metadata.json",
+        server_name="US territories",
+        commodity_types=("electricity",),
+        infrastructure_types=("distribution_utility",),
+        country="US",
+        seeds=[str(US_FILE)],
+    )
     written = write_snapshot(root, snap)
     from coverlookup.index import CoverageIndex
 

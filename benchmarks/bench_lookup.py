@@ -32,8 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from coverlookup.index import CoverageIndex  # noqa: E402
-from coverlookup.model import Entry, Server  # noqa: E402
-from coverlookup.snapshot import DocumentRecord, Snapshot, write_snapshot  # noqa: E402
+from coverlookup.snapshot import snapshot_from_features, write_snapshot  # noqa: E402
 
 DEFAULT_GEOJSON = REPO.parent / "shared/data/us-retail-territories/utilities-territories.geojson"
 SERVER_URL = "https://us.example/.well-known/cds-server-metadata.json"
@@ -42,23 +41,13 @@ US_BOX = (-125.0, 24.0, -66.0, 50.0)  # lower 48: west, south, east, north
 
 def build_snapshot(geojson: Path, root: Path) -> Path:
     features = orjson.loads(geojson.read_bytes())["features"]
-    snap = Snapshot.new()
-    snap.servers.append(Server(metadata_url=SERVER_URL, shape="cds-2025", name="US utilities"))
-    for number, feature in enumerate(features):
-        fid = str((feature.get("properties") or {}).get("id") or number)
-        url = f"https://us.example/territories/{fid}.geojson"
-        body = orjson.dumps({"type": "FeatureCollection", "features": [feature]})
-        snap.documents.append(DocumentRecord(url, "geojson", sha256=snap.add_blob(body)))
-        snap.entries.append(
-            Entry(
-                server_url=SERVER_URL,
-                id=fid,
-                type="geographic",
-                name=(feature.get("properties") or {}).get("name"),
-                commodity_types=("electricity",),
-                geojson_resource=url,
-            )
-        )
+    snap = snapshot_from_features(
+        features,
+        server_url=SERVER_URL,
+        server_name="US utilities",
+        commodity_types=("electricity",),
+        seeds=[str(geojson)],
+    )
     return write_snapshot(root, snap)
 
 

@@ -280,3 +280,50 @@ def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
 def iter_findings(snapshot: Snapshot) -> Iterable[Finding]:
     for record in snapshot.documents:
         yield from record.findings
+
+
+def snapshot_from_features(
+    features: Iterable[Mapping[str, Any]],
+    *,
+    server_url: str,
+    server_name: str,
+    id_property: str = "id",
+    name_property: str = "name",
+    commodity_types: tuple[str, ...] = (),
+    infrastructure_types: tuple[str, ...] = (),
+    country: str | None = None,
+    seeds: Iterable[str] = (),
+) -> Snapshot:
+    """A snapshot of one server with a geographic entry per GeoJSON feature, each feature stored
+    as its own GeoJSON document, as a crawl of such a server would store it (a GIS export turned
+    into a federation, for benchmarks and tests)."""
+    from urllib.parse import quote, urlsplit
+
+    parts = urlsplit(server_url)
+    base = f"{parts.scheme}://{parts.netloc}/territories/"
+    snap = Snapshot.new(seeds=list(seeds))
+    snap.servers.append(Server(metadata_url=server_url, shape="cds-2025", name=server_name))
+    for number, feature in enumerate(features):
+        props = feature.get("properties") or {}
+        entry_id = str(props.get(id_property) or number)
+        name = props.get(name_property)
+        url = base + quote(entry_id, safe="") + ".geojson"
+        body = orjson.dumps({"type": "FeatureCollection", "features": [feature]})
+        digest = snap.add_blob(body)
+        snap.documents.append(
+            DocumentRecord(url, "geojson", final_url=url, status=200, sha256=digest)
+        )
+        snap.entries.append(
+            Entry(
+                server_url=server_url,
+                id=entry_id,
+                type="geographic",
+                name=name,
+                entity_name=name,
+                country=country,
+                commodity_types=commodity_types,
+                infrastructure_types=infrastructure_types,
+                geojson_resource=url,
+            )
+        )
+    return snap

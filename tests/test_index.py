@@ -16,7 +16,7 @@ from coverlookup.errors import CoordinateError, NotFoundError, UsageError
 from coverlookup.findings import Severity
 from coverlookup.index import CoverageIndex
 from coverlookup.model import DatasetInfo, Entry, Server
-from coverlookup.snapshot import DocumentRecord, Snapshot, write_snapshot
+from coverlookup.snapshot import DocumentRecord, Snapshot, snapshot_from_features, write_snapshot
 
 FIXTURES = Path(__file__).parent / "fixtures" / "geometry"
 GEOD = pyproj.Geod(ellps="WGS84")
@@ -36,24 +36,9 @@ def _geodesic(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 def _us_snapshot(features: list[dict]) -> Snapshot:
     """One server with an entry per territory, each territory its own GeoJSON document."""
-    snap = Snapshot.new()
-    snap.servers.append(Server(metadata_url=US_URL, shape="cds-2025", name="US utilities"))
-    for feature in features:
-        fid = feature["properties"]["id"]
-        doc = f"https://us.example/territories/{fid}.geojson"
-        body = orjson.dumps({"type": "FeatureCollection", "features": [feature]})
-        snap.documents.append(DocumentRecord(doc, "geojson", sha256=snap.add_blob(body)))
-        snap.entries.append(
-            Entry(
-                server_url=US_URL,
-                id=fid,
-                type="geographic",
-                name=feature["properties"]["name"],
-                commodity_types=("electricity",),
-                geojson_resource=doc,
-            )
-        )
-    return snap
+    return snapshot_from_features(
+        features, server_url=US_URL, server_name="US utilities", commodity_types=("electricity",)
+    )
 
 
 @pytest.fixture(scope="session")
