@@ -199,12 +199,6 @@ class Entry:
         """Globally unique: entry ids are only unique inside their server."""
         return f"{self.server_url}#{self.id}"
 
-    @property
-    def has_geometry_source(self) -> bool:
-        if self.type == DATASET:
-            return self.dataset is not None and self.dataset.spatial_kind is not None
-        return self.type == GEOGRAPHIC and bool(self.geojson_resource)
-
     def to_dict(self) -> dict[str, Any]:
         data = {name: _thaw(getattr(self, name)) for name in _ENTRY_FIELDS}
         data["dataset"] = self.dataset.to_dict() if self.dataset else None

@@ -142,10 +142,6 @@ class Snapshot:
             return None
         return self.raw(record.sha256)
 
-    @property
-    def created_datetime(self) -> dt.datetime:
-        return dt.datetime.fromisoformat(self.created.replace("Z", "+00:00"))
-
     def manifest(self) -> dict[str, Any]:
         return {
             "format": FORMAT_VERSION,
@@ -275,11 +271,6 @@ def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
         stale=dict(manifest.get("stale") or {}),
         path=directory,
     )
-
-
-def iter_findings(snapshot: Snapshot) -> Iterable[Finding]:
-    for record in snapshot.documents:
-        yield from record.findings
 
 
 def snapshot_from_features(
