@@ -22,6 +22,29 @@ def geod() -> Any:
     return _GEOD
 
 
+def _scalar_intersects_xy() -> Any:
+    """``shapely.intersects_xy`` for one prepared geometry and one point, without the public
+    wrapper's per-call work (argument checks, re-preparing): a third of the cost on the lookup
+    path. The compiled function is checked once; if shapely ever changes it, the public one."""
+    fast = getattr(getattr(shapely, "lib", None), "intersects_xy", None)
+    square = shapely.box(0.0, 0.0, 1.0, 1.0)
+    shapely.prepare(square)
+    try:
+        if fast is not None and [bool(fast(square, x, 0.5)) for x in (0.5, 1.0, 2.0)] == [
+            True,
+            True,
+            False,
+        ]:
+            return fast
+    except Exception:  # pragma: no cover - a shapely whose compiled module differs
+        pass
+    return shapely.intersects_xy  # pragma: no cover
+
+
+# For prepared geometries only (the index prepares all of its geometries when it is built).
+intersects_xy = _scalar_intersects_xy()
+
+
 _MERIDIAN_EAST = shapely.LineString([(180.0, -90.0), (180.0, 90.0)])
 _MERIDIAN_WEST = shapely.LineString([(-180.0, -90.0), (-180.0, 90.0)])
 
@@ -108,9 +131,52 @@ def edge_frame(geom: BaseGeometry) -> EdgeFrame:
     return k, edges
 
 
+def edge_frames(geoms: np.ndarray) -> list[EdgeFrame | None]:
+    """:func:`edge_frame` of every geometry (None for points), built in a few array operations.
+
+    GEOS indexes a prepared geometry's edges on its first nearest-point search; one search per
+    frame here does that up front, so no request pays for it.
+    """
+    n = len(geoms)
+    frames: list[EdgeFrame | None] = [None] * n
+    if n == 0:
+        return frames
+    bounds = shapely.bounds(geoms)
+    areal = shapely.get_type_id(geoms) != shapely.GeometryType.POINT
+    across = (bounds[:, 0] <= -180.0) | (bounds[:, 2] >= 180.0)
+    for t in np.flatnonzero(areal & across).tolist():
+        frames[t] = edge_frame(geoms[t])
+    simple = np.flatnonzero(areal & ~across)
+    if len(simple):
+        mid = (bounds[simple, 1] + bounds[simple, 3]) / 2.0
+        phi = np.radians(mid)
+        ks = np.maximum(np.cos(phi) * (1.0 - _E2 * np.sin(phi) ** 2) / (1.0 - _E2), 1e-3)
+        edges = shapely.boundary(geoms[simple])
+        coords, which = shapely.get_coordinates(edges, return_index=True)
+        coords[:, 0] *= ks[which]
+        edges = shapely.set_coordinates(edges, coords)
+        shapely.prepare(edges)
+        for t, k, e in zip(simple.tolist(), ks.tolist(), edges.tolist(), strict=True):
+            frames[t] = (k, e)
+    built = [f[1] for f in frames if f is not None]
+    if built:
+        edges_arr = np.asarray(built, dtype=object)
+        shapely.shortest_line(edges_arr, shapely.points(shapely.bounds(edges_arr)[:, :2]))
+    return frames
+
+
 def distance_to_edges(frame: EdgeFrame, lon: float, lat: float) -> float:
     """Geodesic metres from the point to the edge point nearest to it in the frame."""
     k, edges = frame
-    line = shapely.shortest_line(edges, shapely.Point(lon * k, lat))
-    (x, y), _ = shapely.get_coordinates(line)
-    return float(geod().inv(lon, lat, x / k, y)[2])
+    line = shapely.shortest_line(edges, shapely.points((lon * k, lat)))
+    x, y = shapely.get_coordinates(line)[0].tolist()
+    return float((_GEOD or geod()).inv(lon, lat, x / k, y)[2])
+
+
+def distances_to_edges(
+    ks: np.ndarray, edges: np.ndarray, lons: np.ndarray, lats: np.ndarray
+) -> np.ndarray:
+    """:func:`distance_to_edges` for many (frame, point) pairs in four array operations."""
+    lines = shapely.shortest_line(edges, shapely.points(np.column_stack((lons * ks, lats))))
+    nearest = shapely.get_coordinates(lines)[::2]  # each line runs from the edge to the point
+    return np.asarray((_GEOD or geod()).inv(lons, lats, nearest[:, 0] / ks, nearest[:, 1])[2])

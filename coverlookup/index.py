@@ -33,9 +33,8 @@ import gc
 import logging
 import math
 import os
-from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
-from itertools import pairwise
+from itertools import islice, pairwise
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -46,7 +45,16 @@ from shapely.geometry.base import BaseGeometry
 
 from coverlookup import _compiled
 from coverlookup._build import entry_geometry, read_geojson_source
-from coverlookup._geodesy import KM_PER_DEG_LAT, distance_to_edges, edge_frame, geod, geodesic_area
+from coverlookup._geodesy import (
+    KM_PER_DEG_LAT,
+    EdgeFrame,
+    distance_to_edges,
+    distances_to_edges,
+    edge_frames,
+    geod,
+    geodesic_area,
+    intersects_xy,
+)
 from coverlookup._grid import DEFAULT_SCALE, Grid, build_grid, cell_key, cell_keys, expand
 from coverlookup._matches import check_array, check_coordinate, point_match
 from coverlookup.errors import (
@@ -105,14 +113,21 @@ class CoverageIndex:
         self._grid = grid
         self._scale = grid.scale
         self._ncols = grid.ncols
-        # Plain Python copies for the scalar path: bisect on a list beats a numpy call.
-        self._cell_list: list[int] = grid.keys.tolist()
-        self._offset_list: list[int] = grid.offsets.tolist()
-        self._id_list: list[int] = grid.ids.tolist()
+        # The scalar path's copy of the grid: one hash probe per point, where a bisection of a
+        # list of Python ints chases a pointer per step (and a numpy call costs more still).
+        ids = iter(grid.ids.tolist())
+        self._cells: dict[int, tuple[int, ...]] = dict(
+            zip(
+                grid.keys.tolist(),
+                [tuple(islice(ids, n)) for n in np.diff(grid.offsets).tolist()],
+                strict=True,
+            )
+        )
         self._big: list[int] = grid.big.tolist()
         self._big_bounds = {t: tuple(self._geoms[t].bounds) for t in self._big}
         self._masks: dict[tuple[Any, ...], np.ndarray] = {}
-        self._frames: dict[int, tuple[float, BaseGeometry]] = {}
+        self._frames: list[EdgeFrame | None] | None = None  # built on first use, or by warm()
+        self._frame_arrays: tuple[np.ndarray, np.ndarray] | None = None  # (k, edges) by territory
         self._rtree: Any = None
 
     # construction --------------------------------------------------------------------------------
@@ -320,30 +335,56 @@ class CoverageIndex:
     ) -> list[Match]:
         """Entries whose territory covers the point (boundary included), smallest first."""
         lat, lon = check_coordinate(lat, lon)
+        found = self.covering(
+            lat,
+            lon,
+            commodity=commodity,
+            capability=capability,
+            infrastructure=infrastructure,
+            type=type,
+        )
+        base = self._base
+        return [point_match(base[t], self, t, lon, lat) for t in found]
+
+    def covering(
+        self,
+        lat: float,
+        lon: float,
+        *,
+        commodity: str | None = None,
+        capability: str | None = None,
+        infrastructure: str | None = None,
+        type: str | None = None,
+    ) -> list[int]:
+        """Numbers of the territories covering the point, smallest first: what :meth:`lookup`
+        answers, before any match is built. For callers answering many points at once, with
+        :meth:`territory_match` and :meth:`boundary_distances`."""
+        lat, lon = check_coordinate(lat, lon)
         mask = self._mask(commodity, capability, infrastructure, type)
         found = self._locate(lon, lat)
         if lon == 180.0 or lon == -180.0:
             # The same meridian: a territory split at the antimeridian touches it from both sides.
             found = sorted(set(found).union(self._locate(-lon, lat)))
-        base = self._base
-        return [point_match(base[t], self, t, lon, lat) for t in found if mask is None or mask[t]]
+        if mask is None:
+            return found
+        return [t for t in found if mask[t]]
+
+    def territory_match(self, t: int) -> Match:
+        """The match for territory number ``t`` with no point-specific distance."""
+        return self._base[t]
 
     def _locate(self, lon: float, lat: float) -> list[int]:
-        key = cell_key(lon, lat, self._scale)
-        cells = self._cell_list
-        i = bisect_left(cells, key)
         out = []
-        if i < len(cells) and cells[i] == key:
-            for v in self._id_list[self._offset_list[i] : self._offset_list[i + 1]]:
-                if v >= 0:
-                    out.append(v)
-                elif shapely.intersects_xy(self._geoms[~v], lon, lat):
-                    out.append(~v)
+        for v in self._cells.get(cell_key(lon, lat, self._scale), ()):
+            if v >= 0:
+                out.append(v)
+            elif intersects_xy(self._geoms[~v], lon, lat):
+                out.append(~v)
         if self._big:
             for t in self._big:
                 minx, miny, maxx, maxy = self._big_bounds[t]
                 inside = minx <= lon <= maxx and miny <= lat <= maxy
-                if inside and shapely.intersects_xy(self._geoms[t], lon, lat):
+                if inside and intersects_xy(self._geoms[t], lon, lat):
                     out.append(t)
             out.sort()
         return out
@@ -531,13 +572,64 @@ class CoverageIndex:
         pyproj.Geod. The chosen point is exact for territories of a few degrees; for very tall
         ones it can be a slightly farther boundary point (never a point off the boundary).
         """
-        geom = self._geoms[t]
-        if geom.geom_type == "Point":
+        frames = self._frames
+        if frames is None:
+            frames = self._edge_frames()
+        frame = frames[t]
+        if frame is None:  # a point-only entry has no edges
             return None
-        frame = self._frames.get(t)
-        if frame is None:
-            frame = self._frames[t] = edge_frame(geom)
         return distance_to_edges(frame, lon, lat)
+
+    def _edge_frames(self) -> list[EdgeFrame | None]:
+        if self._frames is None:
+            frames = edge_frames(self._geoms)
+            ks = np.array([f[0] if f else np.nan for f in frames], dtype=np.float64)
+            edges = np.empty(len(frames), dtype=object)
+            edges[:] = [f[1] if f else None for f in frames]
+            self._frame_arrays = (ks, edges)
+            self._frames = frames
+        return self._frames
+
+    def boundary_distances(
+        self, territories: Sequence[int], lons: Sequence[float], lats: Sequence[float]
+    ) -> list[float | None]:
+        """``boundary_distance_m`` for many (territory number, point) pairs at once.
+
+        The same numbers as each match's own ``boundary_distance_m``, from one vectorised
+        nearest-edge search: a caller answering many points (a server answering concurrent
+        requests) pays a fraction of one search per pair. None for point-only territories.
+        """
+        n = len(territories)
+        if n != len(lons) or n != len(lats):
+            raise UsageError("territories, lons and lats differ in length")
+        if n == 1:  # nothing to share: the scalar search is cheaper
+            return [self._boundary_distance(territories[0], lons[0], lats[0])]
+        if n == 0:
+            return []
+        self._edge_frames()
+        assert self._frame_arrays is not None
+        ks, edges = self._frame_arrays
+        t = np.asarray(territories, dtype=np.int64)
+        kt = ks[t]
+        areal = ~np.isnan(kt)  # point-only territories have no edges
+        if areal.all():
+            out = distances_to_edges(kt, edges[t], np.asarray(lons), np.asarray(lats)).tolist()
+            return out  # type: ignore[no-any-return]
+        values: list[float | None] = [None] * n
+        which = np.flatnonzero(areal)
+        if len(which):
+            lon_arr, lat_arr = np.asarray(lons)[which], np.asarray(lats)[which]
+            found = distances_to_edges(kt[which], edges[t[which]], lon_arr, lat_arr)
+            for i, value in zip(which.tolist(), found.tolist(), strict=True):
+                values[i] = value
+        return values
+
+    def warm(self) -> CoverageIndex:
+        """Build now what the first queries would otherwise build: every territory's edge frame
+        (for ``boundary_distance_m``) and the R-tree (for ``nearest``). Returns the index."""
+        self._edge_frames()
+        self._tree()
+        return self
 
     def _mask(
         self,
