@@ -40,6 +40,7 @@ from coverlookup.errors import (
 from coverlookup.openapi import MAX_PAGE, openapi
 from coverlookup.service import (
     FILTERS,
+    LookupBatcher,
     LookupService,
     NotAvailableError,
     NotReadyError,
@@ -73,6 +74,7 @@ LIST_PARAMS = frozenset({"limit", "offset"})
 SERVICE = web.AppKey("service", LookupService)
 METRICS = web.AppKey("metrics", "Metrics")
 CONFIG = web.AppKey("config", "WebConfig")
+BATCHER = web.AppKey("batcher", LookupBatcher)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,14 +261,30 @@ def _json(data: Any, *, status: int = 200, content_type: str = "application/json
 
 def _params(request: web.Request, allowed: frozenset[str]) -> dict[str, str]:
     """Query parameters as a dict; unknown or repeated names are a 400."""
+    pairs = plain_query_pairs(request.rel_url.raw_query_string)
     out: dict[str, str] = {}
-    for key, value in request.query.items():
+    for key, value in request.query.items() if pairs is None else pairs:
         if key not in allowed:
             raise UsageError(f"unknown parameter {key!r}; allowed: {', '.join(sorted(allowed))}")
         if key in out:
             raise UsageError(f"parameter {key!r} given more than once")
         out[key] = value
     return out
+
+
+def plain_query_pairs(raw: str) -> list[tuple[str, str]] | None:
+    """The decoded ``(name, value)`` pairs of a raw query string with nothing to decode (ASCII,
+    no ``%`` or ``+``, every part ``name=value``), split without yarl's decoder: the common
+    case on the lookup path. None for anything else, which ``request.query`` then decodes."""
+    if not raw.isascii() or "%" in raw or "+" in raw:
+        return None
+    pairs = []
+    for piece in raw.split("&"):
+        key, sep, value = piece.partition("=")
+        if not key or not sep:  # "a&&b", "=1", "flag": leave such strings to yarl
+            return None
+        pairs.append((key, value))
+    return pairs
 
 
 def _nearest_km(text: str | None) -> float | None:
@@ -296,7 +314,8 @@ async def handle_lookup(request: web.Request) -> web.Response:
     lat = parse_number(params.get("lat"), "lat")
     lon = parse_number(params.get("lon"), "lon")
     query = Query.make(lat, lon, nearest_km=nearest_km, **filters)
-    return _json(service.lookup(query))
+    body = await request.app[BATCHER].submit(query)
+    return web.Response(body=body, content_type="application/json")
 
 
 BATCH_PARAMS = frozenset({"format", *FILTERS})
@@ -485,6 +504,7 @@ def create_app(
         raise UsageError("refresh interval must be above 0 seconds")
     app = web.Application(middlewares=[_middleware], client_max_size=max_body_bytes)
     app[SERVICE] = service
+    app[BATCHER] = LookupBatcher(service)
     app[METRICS] = Metrics()
     app[CONFIG] = WebConfig(
         cors_origins=tuple(cors_origins), max_body_bytes=max_body_bytes, refresh_s=refresh_s
