@@ -160,7 +160,7 @@ class Metrics:
         counts[bisect.bisect_left(_BUCKETS, seconds)] += 1
         self.latency_sum[route] += seconds
 
-    def render(self, service: LookupService) -> str:
+    def render(self, service: LookupService, batcher: LookupBatcher | None = None) -> str:
         out: list[str] = []
         add = out.append
         add("# HELP coverlookup_http_requests_total HTTP requests by route and status.")
@@ -185,6 +185,23 @@ class Metrics:
             ("coverlookup_refreshes_total", "counter", "Successful refreshes.", state.refreshes),
             ("coverlookup_refresh_failures_total", "counter", "Failed refreshes.", state.failures),
         ]
+        if batcher is not None:  # answered / batches is the mean batch size
+            gauges.append(
+                (
+                    "coverlookup_lookup_batches_total",
+                    "counter",
+                    "Batches of point lookups answered together.",
+                    batcher.batches,
+                )
+            )
+            gauges.append(
+                (
+                    "coverlookup_lookup_batched_total",
+                    "counter",
+                    "Point lookups answered in those batches.",
+                    batcher.answered,
+                )
+            )
         if service.ready:
             index = service.index
             stats = index.stats()
@@ -298,6 +315,10 @@ def _nearest_km(text: str | None) -> float | None:
 
 async def handle_lookup(request: web.Request) -> web.Response:
     params = _params(request, LOOKUP_PARAMS)
+    if len(params) == 2 and "lat" in params and "lon" in params:  # most requests: no options
+        query = Query.make(parse_number(params["lat"], "lat"), parse_number(params["lon"], "lon"))
+        body = await request.app[BATCHER].submit(query)
+        return web.Response(body=body, content_type="application/json")
     service = request.app[SERVICE]
     filters = {name: params.get(name) for name in FILTERS}
     nearest_km = _nearest_km(params.get("nearest_km"))
@@ -459,7 +480,7 @@ async def handle_readyz(request: web.Request) -> web.Response:
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
-    text = request.app[METRICS].render(request.app[SERVICE])
+    text = request.app[METRICS].render(request.app[SERVICE], request.app[BATCHER])
     response = web.Response(body=text.encode("utf-8"))
     response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
     return response

@@ -578,3 +578,49 @@ def test_from_geojson_errors_name_the_file(tmp_path):
     with pytest.raises(UsageError) as info:
         CoverageIndex.from_geojson("/dev/zero")
     assert str(info.value) == "/dev/zero: not a regular file"
+
+
+def test_boundary_distances_equal_each_matches_own(world_edges, squares, mixed, us_index):
+    rng = np.random.default_rng(11)
+    us_points = list(zip(rng.uniform(25, 49, 400), rng.uniform(-124, -67, 400), strict=True))
+    cases = [
+        (world_edges, [(54, 179), (54, -179), (54, 180), (52, 179.9), (90, 0), (-17, 180)]),
+        (squares, [(0.5, 0.5), (0.5, 1.0), (11.0, 12.0), (10.5, 10.5), (1.25, 1.5)]),
+        (mixed, [(0.5, 0.5), (1.5, 1.5), (2.5, 2.5)]),
+        (us_index, us_points),
+    ]
+    for index, points in cases:
+        territories, lons, lats, expected = [], [], [], []
+        for lat, lon in points:
+            found = index.covering(lat, lon)
+            matches = index.lookup(lat, lon)
+            assert [index.territory_match(t).entry for t in found] == [m.entry for m in matches]
+            for t, match in zip(found, matches, strict=True):
+                territories.append(t)
+                lons.append(float(lon))
+                lats.append(float(lat))
+                expected.append(match.boundary_distance_m)
+        assert len(expected) > 2
+        # The vectorised search gives exactly the numbers each match measures on its own.
+        assert index.boundary_distances(territories, lons, lats) == expected
+        assert index.boundary_distances(territories[:1], lons[:1], lats[:1]) == expected[:1]
+    assert mixed.boundary_distances([], [], []) == []
+
+
+def test_boundary_distances_of_points_and_bad_arguments(mixed):
+    centroid = mixed._territory_of[f"{SERVER}#ds-centroid"]  # a point: no edges
+    square = mixed.covering(1.5, 1.5)[0]
+    assert mixed.boundary_distances([centroid, square], [0.5, 1.5], [0.5, 1.5])[0] is None
+    assert mixed.boundary_distances([centroid], [0.5], [0.5]) == [None]
+    with pytest.raises(UsageError, match="differ in length"):
+        mixed.boundary_distances([square], [1.5, 1.6], [1.5])
+
+
+def test_covering_applies_filters_like_lookup(mixed):
+    for kwargs in ({}, {"commodity": "natural_gas"}, {"capability": "oauth"}, {"type": "dataset"}):
+        found = mixed.covering(0.5, 0.5, **kwargs)
+        assert [mixed.territory_match(t).entry for t in found] == [
+            m.entry for m in mixed.lookup(0.5, 0.5, **kwargs)
+        ]
+    with pytest.raises(CoordinateError):
+        mixed.covering(91.0, 0.0)

@@ -308,3 +308,74 @@ async def test_snapshot_watcher_reloads_when_current_moves(tmp_path: Path) -> No
     assert service.index.snapshot_id == second.id and service.refresh_state.refreshes == 2
     answer = service.lookup(Query.make(*demo.POINT_IN_IOU))
     assert [m["id"] for m in answer["matches"]] == ["mng-gas", "mpl-electric"]
+
+
+def _demo_queries(count: int, seed: int) -> list[Query]:
+    import random
+
+    rng = random.Random(seed)
+    options: list[dict[str, Any]] = [
+        {},
+        {"commodity": "electricity"},
+        {"capability": "oauth"},
+        {"nearest_km": 40.0},
+        {"type": "geographic"},
+        {"commodity": "water", "nearest_km": 5.0},
+    ]
+    out = []
+    for i in range(count):
+        lat, lon = rng.uniform(43.1, 44.5), rng.uniform(-121.6, -119.6)
+        extra = dict(options[i % len(options)])
+        out.append(Query.make(lat, lon, nearest_km=extra.pop("nearest_km", None), **extra))
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 300])
+def test_lookup_json_many_is_byte_identical_to_lookup(size: int) -> None:
+    index = CoverageIndex.demo()
+    service = LookupService(index)
+    queries = _demo_queries(300, seed=size)
+    matched = 0
+    for start in range(0, len(queries), size):
+        batch = queries[start : start + size]
+        for query, body in zip(batch, service.lookup_json_many(batch), strict=True):
+            assert body == orjson.dumps(service.lookup(query))
+            matched += len(orjson.loads(body)["matches"])
+    assert matched > 200
+    assert service.lookup_json(queries[0]) == orjson.dumps(service.lookup(queries[0]))
+
+
+def test_lookup_json_many_answers_around_a_failing_query() -> None:
+    service = LookupService(CoverageIndex.demo())
+    good = Query.make(43.8, -120.5)
+    bad = Query(lat=43.8, lon=-120.5, filters={"commodity": 5})  # type: ignore[dict-item]
+    first, failed, last = service.lookup_json_many([good, bad, good])
+    assert first == last == orjson.dumps(service.lookup(good))
+    assert isinstance(failed, UsageError) and "commodity" in str(failed)
+    with pytest.raises(UsageError):
+        service.lookup_json(bad)
+
+
+async def test_batcher_answers_a_loop_pass_as_one_batch() -> None:
+    from coverlookup.service import LookupBatcher, NotReadyError
+
+    service = LookupService(CoverageIndex.demo())
+    batcher = LookupBatcher(service)
+    queries = _demo_queries(40, seed=1)
+    answers = await asyncio.gather(*(batcher.submit(q) for q in queries))
+    assert answers == [orjson.dumps(service.lookup(q)) for q in queries]
+    assert (batcher.batches, batcher.answered) == (1, 40)
+    # A cancelled request is skipped; the others of its batch are answered.
+    futures = [batcher.submit(q) for q in queries[:3]]
+    futures[1].cancel()
+    assert await futures[0] == answers[0] and await futures[2] == answers[2]
+    assert (batcher.batches, batcher.answered) == (2, 42)
+    # More than MAX_BATCH waiting: answered over several passes, in order.
+    many = [queries[i % 40] for i in range(LookupBatcher.MAX_BATCH + 10)]
+    got = await asyncio.gather(*(batcher.submit(q) for q in many))
+    assert got == [answers[i % 40] for i in range(len(many))]
+    assert batcher.batches == 4
+    # No index yet: every waiting request gets the error.
+    empty = LookupBatcher(LookupService())
+    results = await asyncio.gather(*(empty.submit(q) for q in queries[:3]), return_exceptions=True)
+    assert all(isinstance(r, NotReadyError) for r in results)

@@ -11,7 +11,7 @@ import pytest
 from coverlookup import demo
 from coverlookup.index import CoverageIndex
 from coverlookup.model import server_id_for
-from coverlookup.service import LookupService
+from coverlookup.service import LookupService, Query
 from coverlookup.web import ERROR_STATUS, ROUTES, create_app, status_for
 
 MUNI = "https://alderfalls.example/.well-known/carbon-data-spec.json#afmu-electric"
@@ -345,6 +345,7 @@ async def test_metrics(client: Any) -> None:
     assert "coverlookup_index_entries 6" in lines
     assert "coverlookup_index_servers 6" in lines
     assert "coverlookup_refresh_failures_total 0" in lines
+    assert "coverlookup_lookup_batched_total 2" in lines  # the two good point lookups
     assert "coverlookup_ready 1" in lines
     assert any(re.fullmatch(r"coverlookup_snapshot_age_seconds \d+(\.\d+)?", li) for li in lines)
     # Every sample line is "name{labels} value" or "name value".
@@ -435,3 +436,88 @@ async def test_overlong_request_line_is_400(client: Any) -> None:
     # Refused by aiohttp's HTTP parser (8190-byte lines) before any handler runs.
     response = await client.get("/v1/lookup?lat=1&lon=2&type=" + "x" * 10_000)
     assert response.status == 400
+
+
+async def test_concurrent_lookups_answer_as_one_by_one(client: Any, index: CoverageIndex) -> None:
+    """Requests that arrive together are answered in batches: each answer is still exactly the
+    one-request answer, filters and ``nearest_km`` included."""
+    import asyncio
+    import random
+
+    rng = random.Random(3)
+    service = LookupService(index)
+    paths, expected = [], []
+    options: list[dict[str, Any]] = [
+        {},
+        {},
+        {"commodity": "electricity"},
+        {"capability": "oauth"},
+        {"nearest_km": 50},
+        {"type": "geographic", "infrastructure": "distribution_utility"},
+    ]
+    for i in range(120):
+        lat, lon = rng.uniform(43.2, 44.4), rng.uniform(-121.5, -119.7)
+        extra = options[i % len(options)]
+        paths.append(
+            f"/v1/lookup?lat={lat}&lon={lon}" + "".join(f"&{k}={v}" for k, v in extra.items())
+        )
+        nearest = extra.get("nearest_km")
+        filters = {k: v for k, v in extra.items() if k != "nearest_km"}
+        expected.append(service.lookup(Query.make(lat, lon, nearest_km=nearest, **filters)))
+    answers = await asyncio.gather(*(get_json(client, p) for p in paths))
+    assert answers == expected
+    assert sum(len(a["matches"]) for a in answers) > 100
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "lat=1&lon=2",
+        "lat=1.5&lon=-2e1&commodity=electricity",
+        "a==1",
+        "a=1;b=2",
+        "a=~!*()'",
+        "a=",
+        "lat=1&&lon=2",
+        "=1&a=2",
+        "flag",
+        "a=1&",
+        "&a=1",
+        "",
+        "a=%41&b=c",
+        "a=b+c",
+        "a=\u00e9",
+        "a=1&a=2",
+        "x=a b",
+    ],
+)
+def test_plain_query_pairs_agree_with_yarl(raw: str) -> None:
+    from yarl import URL
+
+    from coverlookup.web import plain_query_pairs
+
+    decoded = list(URL("/v1/lookup?" + raw, encoded=True).query.items())
+    pairs = plain_query_pairs(raw)
+    assert pairs is None or pairs == decoded, (pairs, decoded)
+    if raw.isascii() and "%" not in raw and "+" not in raw and "&&" not in raw:
+        if raw and all("=" in p and not p.startswith("=") for p in raw.split("&")):
+            assert pairs is not None  # the fast path is taken for plain strings
+
+
+def test_plain_query_pairs_random_strings_agree_with_yarl() -> None:
+    import random
+
+    from yarl import URL
+
+    from coverlookup.web import plain_query_pairs
+
+    rng = random.Random(5)
+    alphabet = "ab=&=&.-_~;:,/?@!$'()*1"
+    taken = 0
+    for _ in range(3000):
+        raw = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        pairs = plain_query_pairs(raw)
+        if pairs is not None:
+            taken += 1
+            assert pairs == list(URL("/p?" + raw, encoded=True).query.items()), raw
+    assert taken > 100
