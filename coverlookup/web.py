@@ -645,20 +645,20 @@ def build_service(options: ServeOptions) -> LookupService:
         if options.snapshot is not None:
             # Serve the last snapshot at once if there is one; the crawl refreshes it.
             with contextlib.suppress(SnapshotError):
-                index = load_index(options.snapshot)
+                index = load_index(options.snapshot, warm=True)
         source = "seeds: " + " ".join(options.seeds)
         return LookupService(index, loader=loader, source=source, **addresses)
     if options.snapshot is not None and options.refresh_s:
         # Watch the snapshot directory: serve its current snapshot and reload when it changes.
         index = None
         with contextlib.suppress(SnapshotError):
-            index = load_index(options.snapshot)
+            index = load_index(options.snapshot, warm=True)
         service = LookupService(index, source=options.snapshot, **addresses)
         service.loader = snapshot_watcher(
             options.snapshot, lambda: service.index.snapshot_id if service.ready else None
         )
         return service
-    index = load_index(options.snapshot)
+    index = load_index(options.snapshot, warm=True)
     return LookupService(index, source=options.snapshot or "demo", **addresses)
 
 

@@ -113,9 +113,11 @@ async def test_http_lookups_while_refresh_swaps_many_times(
 ) -> None:
     alpha, beta, expected = two_indexes
     cycle = itertools.cycle([beta, alpha])
+    passes = itertools.cycle([1, 2, 3, 1, 5, 2, 4])
 
     async def loader() -> CoverageIndex:
-        await asyncio.sleep(0)  # a real crawl yields to the loop; so does this one
+        for _ in range(next(passes)):  # a real crawl yields to the loop; so does this one
+            await asyncio.sleep(0)
         return next(cycle)
 
     service = LookupService(alpha, loader=loader)
