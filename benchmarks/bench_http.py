@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -112,7 +114,9 @@ def minimal_server(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-def run_wrk(url: str, path: str, duration: int, connections: int) -> tuple[float, float, float]:
+def run_wrk(
+    url: str, path: str, duration: int, connections: int
+) -> tuple[float, float, float, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(
             WRK_SCRIPT
@@ -126,6 +130,7 @@ def run_wrk(url: str, path: str, duration: int, connections: int) -> tuple[float
             }
         )
         script = fh.name
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         out = subprocess.run(
             ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, url],
@@ -135,13 +140,16 @@ def run_wrk(url: str, path: str, duration: int, connections: int) -> tuple[float
         ).stdout
     finally:
         os.unlink(script)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         print(out)
         raise SystemExit("non-2xx responses during the benchmark")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = _ms(re.search(r"\s50%\s+([\d.]+\w+)", out).group(1))
     p99 = _ms(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1))
-    return rps, p50, p99
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return rps, p50, p99, wrk_cpu_s / max(requests, 1) * 1e6
 
 
 def _ms(text: str) -> float:
@@ -149,7 +157,9 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-async def _aiohttp_load(url: str, duration: int, connections: int) -> tuple[float, float, float]:
+async def _aiohttp_load(
+    url: str, duration: int, connections: int
+) -> tuple[float, float, float, float]:
     import aiohttp
 
     rng = random.Random(42)
@@ -177,13 +187,26 @@ async def _aiohttp_load(url: str, duration: int, connections: int) -> tuple[floa
         len(latencies) / elapsed,
         latencies[len(latencies) // 2] * 1000,
         latencies[int(len(latencies) * 0.99)] * 1000,
+        math.nan,  # the client runs in this process: its CPU is not told apart
     )
 
 
-def load(url: str, duration: int, connections: int) -> tuple[float, float, float]:
+def load(url: str, duration: int, connections: int) -> tuple[float, float, float, float]:
     if shutil.which("wrk"):
         return run_wrk(url, "/v1/lookup", duration, connections)
     return asyncio.run(_aiohttp_load(url, duration, connections))
+
+
+def mean_batch(metrics_url: str) -> float | None:
+    """Point lookups per batch so far, from the server's /metrics (None if it does not say)."""
+    from urllib.request import urlopen
+
+    with urlopen(metrics_url, timeout=10) as response:  # a loopback URL built here
+        text = response.read().decode()
+    found = dict(re.findall(r"^(coverlookup_lookup_batch\w+_total) (\d+)$", text, re.M))
+    batches = int(found.get("coverlookup_lookup_batches_total", 0))
+    answered = int(found.get("coverlookup_lookup_batched_total", 0))
+    return answered / batches if batches else None
 
 
 def process_cpu_s(pid: int) -> float:
@@ -240,28 +263,35 @@ def main() -> int:
             for _, port in servers.values():  # warm-up (also fills lazily built caches)
                 load(f"http://127.0.0.1:{port}", 2, args.connections)
             # Interleaved rounds: other load on the machine hits every configuration alike.
-            samples: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n in servers}
+            samples: dict[str, list[tuple[float, ...]]] = {n: [] for n in servers}
             for _ in range(args.rounds):
                 for name, (proc, port) in servers.items():
                     cpu0 = process_cpu_s(proc.pid)
                     t0 = time.perf_counter()
-                    rps, p50, p99 = load(
+                    rps, p50, p99, load_us = load(
                         f"http://127.0.0.1:{port}", args.duration, args.connections
                     )
                     requests = rps * (time.perf_counter() - t0)
                     cpu_us = (process_cpu_s(proc.pid) - cpu0) / max(requests, 1) * 1e6
-                    samples[name].append((rps, p50, p99, cpu_us))
+                    samples[name].append((rps, p50, p99, cpu_us, load_us))
+            one_port = servers["/v1/lookup, 1 process"][1]
+            batch = mean_batch(f"http://127.0.0.1:{one_port}/metrics")
         finally:
             for proc, _ in servers.values():
                 stop(proc)
     results = {}
-    print(f"\n{'':28s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'server CPU us/req':>18s}")
+    print(
+        f"\n{'':28s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'server CPU us/req':>18s}"
+        f" {'load generator CPU us/req':>26s}"
+    )
     for name, rows in samples.items():
         rows.sort()
-        rps, p50, p99, cpu_us = rows[len(rows) // 2]  # the median round by throughput
+        rps, p50, p99, cpu_us, load_us = rows[len(rows) // 2]  # the median round by throughput
         results[name] = rps
-        print(f"{name:28s} {rps:8.0f} {p50:8.2f} {p99:8.2f} {cpu_us:18.1f}")
+        print(f"{name:28s} {rps:8.0f} {p50:8.2f} {p99:8.2f} {cpu_us:18.1f} {load_us:26.1f}")
         print(f"{'':28s} rounds: {', '.join(f'{r[0]:.0f}' for r in sorted(rows))}")
+    if batch is not None:
+        print(f"\nmean lookups answered per batch (1 process, whole run): {batch:.1f}")
     base, one = results["minimal aiohttp handler"], results["/v1/lookup, 1 process"]
     print(f"\n/v1/lookup / minimal handler: {one / base:.2f}  (target >= 0.60)")
     if "/v1/lookup, --workers 2" in results:
