@@ -113,16 +113,10 @@ class CoverageIndex:
         self._grid = grid
         self._scale = grid.scale
         self._ncols = grid.ncols
-        # The scalar path's copy of the grid: one hash probe per point, where a bisection of a
-        # list of Python ints chases a pointer per step (and a numpy call costs more still).
-        ids = iter(grid.ids.tolist())
-        self._cells: dict[int, tuple[int, ...]] = dict(
-            zip(
-                grid.keys.tolist(),
-                [tuple(islice(ids, n)) for n in np.diff(grid.offsets).tolist()],
-                strict=True,
-            )
-        )
+        # The scalar path's copy of the grid, built on its first use (bulk callers never need it):
+        # one hash probe per point, where a bisection of a list of Python ints chases a pointer
+        # per step (and a numpy call costs more still).
+        self._cells: dict[int, tuple[int, ...]] | None = None
         self._big: list[int] = grid.big.tolist()
         self._big_bounds = {t: tuple(self._geoms[t].bounds) for t in self._big}
         self._masks: dict[tuple[Any, ...], np.ndarray] = {}
@@ -375,7 +369,8 @@ class CoverageIndex:
 
     def _locate(self, lon: float, lat: float) -> list[int]:
         out = []
-        for v in self._cells.get(cell_key(lon, lat, self._scale), ()):
+        cells = self._cells if self._cells is not None else self._cell_dict()
+        for v in cells.get(cell_key(lon, lat, self._scale), ()):
             if v >= 0:
                 out.append(v)
             elif intersects_xy(self._geoms[~v], lon, lat):
@@ -388,6 +383,13 @@ class CoverageIndex:
                     out.append(t)
             out.sort()
         return out
+
+    def _cell_dict(self) -> dict[int, tuple[int, ...]]:
+        grid = self._grid
+        ids = iter(grid.ids.tolist())
+        runs = [tuple(islice(ids, n)) for n in np.diff(grid.offsets).tolist()]
+        self._cells = dict(zip(grid.keys.tolist(), runs, strict=True))
+        return self._cells
 
     def lookup_many(
         self,
@@ -625,8 +627,11 @@ class CoverageIndex:
         return values
 
     def warm(self) -> CoverageIndex:
-        """Build now what the first queries would otherwise build: every territory's edge frame
-        (for ``boundary_distance_m``) and the R-tree (for ``nearest``). Returns the index."""
+        """Build now what the first queries would otherwise build: the scalar grid, every
+        territory's edge frame (for ``boundary_distance_m``) and the R-tree (for ``nearest``).
+        Returns the index."""
+        if self._cells is None:
+            self._cell_dict()
         self._edge_frames()
         self._tree()
         return self
