@@ -260,7 +260,7 @@ class LookupService:
 
     def lookup_json_many(
         self, queries: Sequence[Query], *, index: CoverageIndex | None = None
-    ) -> list[bytes | CoverlookupError]:
+    ) -> list[bytes | Exception]:
         """:meth:`lookup_json` of many queries, all answered from one index.
 
         The boundary distances of all their matches are measured in one vectorised search
@@ -275,7 +275,7 @@ class LookupService:
             snapshot = orjson.dumps({"id": index.snapshot_id, "created": index.created})
             cached = self._pieces = (index, {}, b'],"snapshot":' + snapshot + b"}")
         pieces, tail = cached[1], cached[2]
-        plans: list[Any] = []
+        plans: list[Any] = []  # per query: its answer or error, or (head, territories, offset)
         territories: list[int] = []
         lons: list[float] = []
         lats: list[float] = []
@@ -286,33 +286,46 @@ class LookupService:
                     continue
                 filters = {k: v for k, v in query.filters.items() if v is not None}
                 found = index.covering(query.lat, query.lon, **filters)
-            except CoverlookupError as exc:
+                head = orjson.dumps({"lat": query.lat, "lon": query.lon, **filters})
+            except Exception as exc:  # this query's own error; the others are answered
                 plans.append(exc)
                 continue
-            head = orjson.dumps({"lat": query.lat, "lon": query.lon, **filters})
-            plans.append((head, found))
+            plans.append((head, found, len(territories)))
             territories.extend(found)
             lons.extend([query.lon] * len(found))
             lats.extend([query.lat] * len(found))
-        distances = iter(index.boundary_distances(territories, lons, lats))
-        out: list[bytes | CoverlookupError] = []
-        for plan in plans:
+        measured: list[float | None] | None
+        try:
+            measured = index.boundary_distances(territories, lons, lats)
+            if len(measured) != len(territories):
+                raise RuntimeError(f"{len(measured)} distances for {len(territories)} matches")
+        except Exception:
+            log.exception("boundary distances of a batch failed; measuring its queries one by one")
+            measured = None
+        out: list[bytes | Exception] = []
+        for query, plan in zip(queries, plans, strict=True):
             if type(plan) is not tuple:
                 out.append(plan)
                 continue
-            head, found = plan
-            parts = []
-            for t in found:
-                around = pieces.get(t)
-                if around is None:
-                    around = pieces[t] = _split_at_distance(index.territory_match(t))
-                distance = next(distances)
-                parts.append(
-                    around[0]
-                    + (b"null" if distance is None else orjson.dumps(round(distance, 1)))
-                    + around[1]
-                )
-            out.append(b'{"query":' + head + b',"matches":[' + b",".join(parts) + tail)
+            try:
+                if measured is None:
+                    out.append(orjson.dumps(self.lookup(query, index=index)))
+                    continue
+                head, found, offset = plan
+                parts = []
+                for i, t in enumerate(found, offset):
+                    around = pieces.get(t)
+                    if around is None:
+                        around = pieces[t] = _split_at_distance(index.territory_match(t))
+                    distance = measured[i]
+                    parts.append(
+                        around[0]
+                        + (b"null" if distance is None else orjson.dumps(round(distance, 1)))
+                        + around[1]
+                    )
+                out.append(b'{"query":' + head + b',"matches":[' + b",".join(parts) + tail)
+            except Exception as exc:
+                out.append(exc)
         return out
 
     @property
@@ -522,13 +535,31 @@ class LookupBatcher:
         answers: Sequence[bytes | BaseException]
         try:
             answers = self.service.lookup_json_many([query for query, _ in live])
+            if len(answers) != len(live):
+                raise RuntimeError(f"{len(answers)} answers for {len(live)} lookups")
         except Exception as exc:  # e.g. no index yet: every request of the batch gets it
             answers = [exc] * len(live)
-        for (_, future), answer in zip(live, answers, strict=True):
-            if isinstance(answer, BaseException):
-                future.set_exception(answer)
-            else:
-                future.set_result(answer)
+        try:
+            for (_, future), answer in zip(live, answers, strict=True):
+                if future.done():
+                    continue
+                if isinstance(answer, BaseException):
+                    future.set_exception(_settable(answer))
+                else:
+                    future.set_result(answer)
+        finally:  # whatever went wrong above, no request is left waiting
+            for _, future in live:
+                if not future.done():
+                    future.set_exception(RuntimeError("the lookup batch was not answered"))
+
+
+def _settable(exc: BaseException) -> BaseException:
+    """An exception a future accepts (it refuses StopIteration, which generators reserve)."""
+    if isinstance(exc, StopIteration):
+        wrapped = RuntimeError(f"lookup failed: {exc!r}")
+        wrapped.__cause__ = exc
+        return wrapped
+    return exc
 
 
 def _split_at_distance(match: Match) -> tuple[bytes, bytes]:

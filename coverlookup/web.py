@@ -512,7 +512,7 @@ async def handle_openapi(request: web.Request) -> web.Response:
     return _json(openapi())
 
 
-_UNMATCHED_PATH = "/{unmatched_path:.*}"
+_UNMATCHED_PATH = r"/{unmatched_path:[\s\S]*}"  # any path, even one with a newline in it
 
 ROUTES: tuple[tuple[str, str, Callable[[web.Request], Any]], ...] = (
     ("GET", "/v1/lookup", handle_lookup),
@@ -555,7 +555,8 @@ def create_app(
     app[SERVICE] = service
     app[BATCHER] = LookupBatcher(service)
     for method, path, handler in ROUTES:
-        app.router.add_route(method, path, _endpoint(path, handler, metrics, config))
+        resource = app.router.add_resource(path)  # metrics label routes by their canonical form
+        resource.add_route(method, _endpoint(resource.canonical, handler, metrics, config))
     # Last, so it takes only what no route above does (as "unmatched" in the metrics).
     unmatched = _endpoint("unmatched", handle_unmatched, metrics, config)
     app.router.add_route("*", _UNMATCHED_PATH, unmatched)

@@ -381,3 +381,44 @@ async def test_batcher_answers_a_loop_pass_as_one_batch() -> None:
     empty = LookupBatcher(LookupService())
     results = await asyncio.gather(*(empty.submit(q) for q in queries[:3]), return_exceptions=True)
     assert all(isinstance(r, NotReadyError) for r in results)
+
+
+def test_a_failed_vectorised_search_falls_back_to_one_by_one(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    index = CoverageIndex.demo()
+    service = LookupService(index)
+    queries = _demo_queries(30, seed=4)
+    expected = [orjson.dumps(service.lookup(q)) for q in queries]
+
+    def broken(*args: Any, **kwargs: Any) -> list[float]:
+        return [1.0]  # too few distances: must not be spliced into any answer
+
+    monkeypatch.setattr(index, "boundary_distances", broken)
+    assert service.lookup_json_many(queries) == expected
+    assert "measuring its queries one by one" in caplog.text
+
+
+async def test_batcher_never_leaves_a_request_waiting() -> None:
+    from coverlookup.service import LookupBatcher
+
+    class Short(LookupService):
+        def lookup_json_many(self, queries: Any, **kwargs: Any) -> list[Any]:
+            return [StopIteration("odd")] + [b"{}"] * (len(queries) - 2)  # one too few
+
+    batcher = LookupBatcher(Short(CoverageIndex.demo()))
+    queries = _demo_queries(4, seed=2)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(batcher.submit(q) for q in queries), return_exceptions=True), 5
+    )
+    assert all(isinstance(r, RuntimeError) for r in results), results
+
+    class Stopping(LookupService):
+        def lookup_json_many(self, queries: Any, **kwargs: Any) -> list[Any]:
+            return [StopIteration("odd")] * len(queries)
+
+    batcher = LookupBatcher(Stopping(CoverageIndex.demo()))
+    results = await asyncio.wait_for(
+        asyncio.gather(*(batcher.submit(q) for q in queries), return_exceptions=True), 5
+    )
+    assert all(isinstance(r, RuntimeError) and "StopIteration" in str(r) for r in results)

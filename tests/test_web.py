@@ -521,3 +521,48 @@ def test_plain_query_pairs_random_strings_agree_with_yarl() -> None:
             taken += 1
             assert pairs == list(URL("/p?" + raw, encoded=True).query.items()), raw
     assert taken > 100
+
+
+async def test_metrics_label_routes_by_their_canonical_form(client: Any) -> None:
+    await client.get("/v1/entries/nope")
+    await client.get("/v1/entries/nope/geojson")
+    text = await (await client.get("/metrics")).text()
+    assert 'coverlookup_http_requests_total{route="/v1/entries/{entry_key}",status="404"} 1' in text
+    assert (
+        'coverlookup_http_requests_total{route="/v1/entries/{entry_key}/geojson",status="404"} 1'
+        in text
+    )
+
+
+async def test_paths_with_a_newline_get_the_error_shape(aiohttp_client: Any, index: Any) -> None:
+    app = create_app(LookupService(index), cors_origins=["https://app.example"])
+    client = await aiohttp_client(app)
+    for path in ("/nope%0Ax", "/v1/entries/a%0Ab/x%0A"):
+        response = await client.get(path)
+        assert response.status == 404
+        assert (await response.json())["error"]["code"] == "not_found"
+    preflight = await client.options("/x%0Ay", headers={"Origin": "https://app.example"})
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    text = await (await client.get("/metrics")).text()
+    assert 'coverlookup_http_requests_total{route="unmatched",status="404"} 2' in text
+
+
+async def test_one_failing_lookup_does_not_fail_its_batch(
+    aiohttp_client: Any, index: CoverageIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    original = CoverageIndex.covering
+
+    def covering(self: CoverageIndex, lat: float, lon: float, **filters: Any) -> list[int]:
+        if lat == 43.5:
+            raise RuntimeError("a bug on one point")
+        return original(self, lat, lon, **filters)
+
+    monkeypatch.setattr(CoverageIndex, "covering", covering)
+    client = await aiohttp_client(create_app(LookupService(index)))
+    paths = [f"/v1/lookup?lat={lat}&lon={IOU_LON}" for lat in (IOU_LAT, 43.5, MUNI_LAT)]
+    responses = await asyncio.gather(*(client.get(p) for p in paths))
+    assert [r.status for r in responses] == [200, 500, 200]
+    assert (await responses[1].json())["error"]["code"] == "internal"
