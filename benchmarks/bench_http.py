@@ -1,6 +1,7 @@
 """HTTP throughput: ``/v1/lookup`` on the US territories vs a minimal aiohttp handler, same run.
 
     python benchmarks/bench_http.py [--duration 10] [--rounds 3] [--connections 32] [--skip-workers]
+                                    [--scaling-reference]
 
 Builds a snapshot of ``../shared/data/us-retail-territories/utilities-territories.geojson``
 (one entry per territory) in a temporary directory, starts ``coverlookup serve`` on it (one process,
@@ -99,7 +100,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
         proc.kill()
 
 
-def minimal_server(port: int) -> None:
+def minimal_server(port: int, reuse_port: bool = False) -> None:
     """A minimal aiohttp app: one handler returning a constant JSON body."""
     from aiohttp import web
 
@@ -111,7 +112,9 @@ def minimal_server(port: int) -> None:
     app = web.Application()
     app.router.add_get("/v1/lookup", handler)
     print("serving minimal", file=sys.stderr, flush=True)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    web.run_app(
+        app, host="127.0.0.1", port=port, access_log=None, print=None, reuse_port=reuse_port or None
+    )
 
 
 def run_wrk(
@@ -232,10 +235,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median wins)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--skip-workers", action="store_true")
+    parser.add_argument(
+        "--scaling-reference",
+        action="store_true",
+        help="also run the minimal handler in 2 processes on one port: how far this machine "
+        "lets any server scale with its load generator on the same cores",
+    )
     parser.add_argument("--minimal-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.minimal_server:
-        minimal_server(args.minimal_server)
+        minimal_server(args.minimal_server, args.reuse_port)
         return 0
     if not US_FILE.is_file():
         raise SystemExit(f"{US_FILE} not found (set COVERLOOKUP_SHARED)")
@@ -255,30 +265,37 @@ def main() -> int:
             configs.append(
                 ("/v1/lookup, --workers 2", [*serve, snapshot, "--workers", "2", "--port"], 2)
             )
-        servers = {}
+        servers: dict[str, tuple[list[subprocess.Popen[str]], int]] = {}
         try:
             for name, argv, announcements in configs:
                 port = free_port()
-                servers[name] = (start([*argv, str(port)], announcements), port)
+                servers[name] = ([start([*argv, str(port)], announcements)], port)
+            if args.scaling_reference:
+                port = free_port()
+                minimal = [sys.executable, __file__, "--reuse-port", "--minimal-server", str(port)]
+                procs = [start(minimal, 1), start(minimal, 1)]
+                servers["minimal handler, 2 processes"] = (procs, port)
             for _, port in servers.values():  # warm-up (also fills lazily built caches)
                 load(f"http://127.0.0.1:{port}", 2, args.connections)
             # Interleaved rounds: other load on the machine hits every configuration alike.
             samples: dict[str, list[tuple[float, ...]]] = {n: [] for n in servers}
             for _ in range(args.rounds):
-                for name, (proc, port) in servers.items():
-                    cpu0 = process_cpu_s(proc.pid)
+                for name, (procs, port) in servers.items():
+                    cpu0 = sum(process_cpu_s(proc.pid) for proc in procs)
                     t0 = time.perf_counter()
                     rps, p50, p99, load_us = load(
                         f"http://127.0.0.1:{port}", args.duration, args.connections
                     )
                     requests = rps * (time.perf_counter() - t0)
-                    cpu_us = (process_cpu_s(proc.pid) - cpu0) / max(requests, 1) * 1e6
+                    cpu1 = sum(process_cpu_s(proc.pid) for proc in procs)
+                    cpu_us = (cpu1 - cpu0) / max(requests, 1) * 1e6
                     samples[name].append((rps, p50, p99, cpu_us, load_us))
             one_port = servers["/v1/lookup, 1 process"][1]
             batch = mean_batch(f"http://127.0.0.1:{one_port}/metrics")
         finally:
-            for proc, _ in servers.values():
-                stop(proc)
+            for procs, _ in servers.values():
+                for proc in procs:
+                    stop(proc)
     results = {}
     print(
         f"\n{'':28s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'server CPU us/req':>18s}"
@@ -297,6 +314,9 @@ def main() -> int:
     if "/v1/lookup, --workers 2" in results:
         two = results["/v1/lookup, --workers 2"]
         print(f"--workers 2 / 1 process:      {two / one:.2f}  (target >= 1.40)")
+    if "minimal handler, 2 processes" in results:
+        ref = results["minimal handler, 2 processes"] / base
+        print(f"minimal: 2 processes / 1:     {ref:.2f}  (the same for a constant handler here)")
     return 0
 
 
