@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -37,7 +39,11 @@ def _get(url: str) -> tuple[int, Any]:
 
 
 class _Server:
-    """``coverlookup serve`` in a subprocess; ready once it announces its address on stderr."""
+    """``coverlookup serve`` in a subprocess; ready once it announces its address on stderr.
+
+    A thread reads stderr into a queue, so every wait has a deadline (a test fails, never hangs)
+    and no line is lost: ``lines`` keeps all of them, in order.
+    """
 
     def __init__(self, *args: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -50,12 +56,28 @@ class _Server:
             cwd=REPO,
         )
         self.announced: list[str] = []
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def next_line(self, timeout: float = 60.0) -> str:
+        try:
+            line = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"serve said nothing for {timeout:g} s: {self.lines}") from None
+        assert line is not None, f"serve exited early with {self.proc.wait()}: {self.lines}"
+        self.lines.append(line)
+        return line
 
     def wait_serving(self, count: int = 1) -> None:
-        assert self.proc.stderr is not None
         while len(self.announced) < count:
-            line = self.proc.stderr.readline()
-            assert line, f"serve exited early with {self.proc.wait()}"
+            line = self.next_line()
             if "serving" in line:
                 self.announced.append(line)
 
@@ -190,8 +212,7 @@ def test_serve_from_seeds_crawls_then_serves(tmp_path: Path) -> None:
     try:
         server.wait_serving()
         assert "no index yet (first crawl running)" in server.announced[0]
-        assert server.proc.stderr is not None
-        line = server.proc.stderr.readline()
+        line = server.next_line()
         assert line.startswith("coverlookup: ready: snapshot "), line
         base = f"http://127.0.0.1:{port}"
         status, answer = _get(f"{base}/v1/lookup?lat={MUNI_LAT}&lon={MUNI_LON}")
@@ -205,6 +226,17 @@ def test_serve_from_seeds_crawls_then_serves(tmp_path: Path) -> None:
     assert (tmp_path / "snap" / "current" / "manifest.json").is_file()
 
 
+def _snapshots_served(lines: list[str]) -> list[str]:
+    """Snapshot ids from "serving snapshot X ..." and "ready: snapshot X" lines."""
+    out = []
+    for line in lines:
+        if "serving snapshot " in line:
+            out.append(line.split("serving snapshot ")[1].split()[0])
+        elif line.startswith("coverlookup: ready: snapshot "):
+            out.append(line.split()[-1])
+    return out
+
+
 def test_serve_workers_with_seeds_one_crawler_many_servers(tmp_path: Path) -> None:
     port = _free_port()
     root = tmp_path / "snap"
@@ -214,19 +246,12 @@ def test_serve_workers_with_seeds_one_crawler_many_servers(tmp_path: Path) -> No
     )  # fmt: skip
     try:
         server.wait_serving(count=2)
-        assert server.proc.stderr is not None
         # A worker that started before the crawl finished announces its snapshot when it
-        # loads it; one that started after serves it from the start.
-        ready = [
-            line.split("serving snapshot ")[1].split()[0]
-            for line in server.announced
-            if "serving snapshot " in line
-        ]
-        while len(ready) < 2:
-            line = server.proc.stderr.readline()
-            assert line, f"serve exited early with {server.proc.wait()}"
-            if line.startswith("coverlookup: ready: snapshot "):
-                ready.append(line.split()[-1])
+        # loads it (possibly before the other worker announced itself); one that started after
+        # serves it from the start.
+        while len(_snapshots_served(server.lines)) < 2:
+            server.next_line()
+        ready = _snapshots_served(server.lines)
         assert ready[0] == ready[1]
         assert [p.name for p in (root / "snapshots").iterdir()] == [ready[0]]
         status, answer = _get(f"http://127.0.0.1:{port}/v1/lookup?lat={MUNI_LAT}&lon={MUNI_LON}")
