@@ -74,12 +74,11 @@ def _join_at_antimeridian(edges: BaseGeometry) -> BaseGeometry:
     return shapely.multilinestrings(parts)
 
 
-def east_north_ratio(lat: float) -> float:
-    """Length of a degree of longitude over a degree of latitude on WGS 84 at ``lat``."""
-    e2 = 0.00669437999014
-    phi = math.radians(lat)
-    ratio = math.cos(phi) * (1.0 - e2 * math.sin(phi) ** 2) / (1.0 - e2)
-    return max(ratio, 1e-3)
+def east_north_ratio(lat: Any) -> Any:
+    """Length of a degree of longitude over a degree of latitude on WGS 84 at ``lat`` (degrees;
+    a number or an array), at least 0.001 (near the poles)."""
+    phi = np.radians(lat)
+    return np.maximum(np.cos(phi) * (1.0 - _E2 * np.sin(phi) ** 2) / (1.0 - _E2), 1e-3)
 
 
 _A = 6378137.0  # WGS 84 semi-major axis, metres
@@ -122,7 +121,7 @@ def edge_frame(geom: BaseGeometry) -> EdgeFrame:
     territory's middle latitude (prepared, so GEOS indexes the edges for repeated searches).
     """
     minx, miny, maxx, maxy = geom.bounds
-    k = east_north_ratio((miny + maxy) / 2.0)
+    k = float(east_north_ratio((miny + maxy) / 2.0))
     edges = shapely.boundary(geom)
     if minx <= -180.0 or maxx >= 180.0:
         edges = _join_at_antimeridian(edges)
@@ -148,9 +147,7 @@ def edge_frames(geoms: np.ndarray) -> list[EdgeFrame | None]:
         frames[t] = edge_frame(geoms[t])
     simple = np.flatnonzero(areal & ~across)
     if len(simple):
-        mid = (bounds[simple, 1] + bounds[simple, 3]) / 2.0
-        phi = np.radians(mid)
-        ks = np.maximum(np.cos(phi) * (1.0 - _E2 * np.sin(phi) ** 2) / (1.0 - _E2), 1e-3)
+        ks = east_north_ratio((bounds[simple, 1] + bounds[simple, 3]) / 2.0)
         edges = shapely.boundary(geoms[simple])
         coords, which = shapely.get_coordinates(edges, return_index=True)
         coords[:, 0] *= ks[which]
