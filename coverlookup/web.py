@@ -339,26 +339,30 @@ async def handle_lookup(request: web.Request) -> web.Response:
     params = _params(request, LOOKUP_PARAMS)
     if len(params) == 2 and "lat" in params and "lon" in params:  # most requests: no options
         query = Query.make(parse_number(params["lat"], "lat"), parse_number(params["lon"], "lon"))
-        body = await request.app[BATCHER].submit(query)
-        return web.Response(body=body, content_type="application/json")
-    service = request.app[SERVICE]
-    filters = {name: params.get(name) for name in FILTERS}
-    nearest_km = _nearest_km(params.get("nearest_km"))
-    if "address" in params:
-        if "lat" in params or "lon" in params:
-            raise UsageError("give either address or lat and lon, not both")
-        address, index = params["address"], service.index
-        # Geocoding may wait on an online provider (and its rate limiter): keep the loop serving.
-        answer = await asyncio.get_running_loop().run_in_executor(
-            None,
-            lambda: service.lookup_address(address, nearest_km=nearest_km, index=index, **filters),
+    elif "address" in params:
+        return _json(await _lookup_address(request.app[SERVICE], params))
+    else:
+        query = Query.make(
+            parse_number(params.get("lat"), "lat"),
+            parse_number(params.get("lon"), "lon"),
+            nearest_km=_nearest_km(params.get("nearest_km")),
+            **{name: params.get(name) for name in FILTERS},
         )
-        return _json(answer)
-    lat = parse_number(params.get("lat"), "lat")
-    lon = parse_number(params.get("lon"), "lon")
-    query = Query.make(lat, lon, nearest_km=nearest_km, **filters)
     body = await request.app[BATCHER].submit(query)
     return web.Response(body=body, content_type="application/json")
+
+
+async def _lookup_address(service: LookupService, params: dict[str, str]) -> dict[str, Any]:
+    if "lat" in params or "lon" in params:
+        raise UsageError("give either address or lat and lon, not both")
+    filters = {name: params.get(name) for name in FILTERS}
+    nearest_km = _nearest_km(params.get("nearest_km"))
+    address, index = params["address"], service.index
+    # Geocoding may wait on an online provider (and its rate limiter): keep the loop serving.
+    return await asyncio.get_running_loop().run_in_executor(
+        None,
+        lambda: service.lookup_address(address, nearest_km=nearest_km, index=index, **filters),
+    )
 
 
 BATCH_PARAMS = frozenset({"format", *FILTERS})
