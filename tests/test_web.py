@@ -496,7 +496,8 @@ def test_plain_query_pairs_agree_with_yarl(raw: str) -> None:
 
     from coverlookup.web import plain_query_pairs
 
-    decoded = list(URL("/v1/lookup?" + raw, encoded=True).query.items())
+    # aiohttp builds a request's URL this way (URL("/p?" + raw) would drop "#" and tabs).
+    decoded = list(URL.build(path="/v1/lookup", query_string=raw, encoded=True).query.items())
     pairs = plain_query_pairs(raw)
     assert pairs is None or pairs == decoded, (pairs, decoded)
     if raw.isascii() and "%" not in raw and "+" not in raw and "&&" not in raw:
@@ -512,14 +513,15 @@ def test_plain_query_pairs_random_strings_agree_with_yarl() -> None:
     from coverlookup.web import plain_query_pairs
 
     rng = random.Random(5)
-    alphabet = "ab=&=&.-_~;:,/?@!$'()*1"
+    alphabet = "ab=&=&.-_~;:,/?@!$'()*1# \t\x7f"
     taken = 0
     for _ in range(3000):
         raw = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
         pairs = plain_query_pairs(raw)
         if pairs is not None:
             taken += 1
-            assert pairs == list(URL("/p?" + raw, encoded=True).query.items()), raw
+            url = URL.build(path="/p", query_string=raw, encoded=True)
+            assert pairs == list(url.query.items()), raw
     assert taken > 100
 
 
