@@ -560,7 +560,10 @@ def create_app(
     app[BATCHER] = LookupBatcher(service)
     for method, path, handler in ROUTES:
         resource = app.router.add_resource(path)  # metrics label routes by their canonical form
-        resource.add_route(method, _endpoint(resource.canonical, handler, metrics, config))
+        endpoint = _endpoint(resource.canonical, handler, metrics, config)
+        resource.add_route(method, endpoint)
+        if method == "GET":  # HEAD answers as GET does, without the body (curl -I, probes)
+            resource.add_route("HEAD", endpoint)
     # Last, so it takes only what no route above does (as "unmatched" in the metrics).
     unmatched = _endpoint("unmatched", handle_unmatched, metrics, config)
     app.router.add_route("*", _UNMATCHED_PATH, unmatched)

@@ -568,3 +568,15 @@ async def test_one_failing_lookup_does_not_fail_its_batch(
     responses = await asyncio.gather(*(client.get(p) for p in paths))
     assert [r.status for r in responses] == [200, 500, 200]
     assert (await responses[1].json())["error"]["code"] == "internal"
+
+
+async def test_head_answers_like_get_without_a_body(client: Any) -> None:
+    for path in ("/healthz", "/readyz", f"/v1/lookup?lat={MUNI_LAT}&lon={MUNI_LON}", "/metrics"):
+        got, head = await client.get(path), await client.head(path)
+        assert head.status == got.status == 200, path
+        assert head.headers["Content-Type"] == got.headers["Content-Type"]
+        assert await head.read() == b""
+    assert (await client.head("/v1/lookup?lat=nan&lon=0")).status == 400
+    assert (await client.head("/nowhere")).status == 404
+    not_allowed = await client.head("/v1/lookup/batch")
+    assert not_allowed.status == 405 and not_allowed.headers["Allow"] == "POST"
