@@ -251,17 +251,11 @@ class LookupService:
             out.append(item)
         return out
 
-    def lookup_json(self, query: Query, *, index: CoverageIndex | None = None) -> bytes:
-        """``orjson.dumps(self.lookup(query))``, byte for byte, for the HTTP API's hot path."""
-        answer = self.lookup_json_many([query], index=index)[0]
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
-
     def lookup_json_many(
         self, queries: Sequence[Query], *, index: CoverageIndex | None = None
     ) -> list[bytes | Exception]:
-        """:meth:`lookup_json` of many queries, all answered from one index.
+        """``orjson.dumps(self.lookup(query))`` of each query, byte for byte, all answered from one
+        index: the HTTP API's hot path.
 
         The boundary distances of all their matches are measured in one vectorised search
         (:meth:`CoverageIndex.boundary_distances`), and each territory's match JSON is serialised

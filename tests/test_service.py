@@ -344,7 +344,6 @@ def test_lookup_json_many_is_byte_identical_to_lookup(size: int) -> None:
             assert body == orjson.dumps(service.lookup(query))
             matched += len(orjson.loads(body)["matches"])
     assert matched > 200
-    assert service.lookup_json(queries[0]) == orjson.dumps(service.lookup(queries[0]))
 
 
 def test_lookup_json_many_answers_around_a_failing_query() -> None:
@@ -354,8 +353,6 @@ def test_lookup_json_many_answers_around_a_failing_query() -> None:
     first, failed, last = service.lookup_json_many([good, bad, good])
     assert first == last == orjson.dumps(service.lookup(good))
     assert isinstance(failed, UsageError) and "commodity" in str(failed)
-    with pytest.raises(UsageError):
-        service.lookup_json(bad)
 
 
 async def test_batcher_answers_a_loop_pass_as_one_batch() -> None:
