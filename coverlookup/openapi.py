@@ -308,7 +308,25 @@ _SCHEMAS: dict[str, Any] = {
             "ready": {"type": "boolean"},
             "snapshot": {"type": "object"},
             "counts": {"type": "object"},
-            "refresh": {"type": "object"},
+            "refresh": {
+                "type": "object",
+                "description": "Refreshes of this process's index, with the failures of the "
+                "crawler that feeds it (serve --workers with seeds: the parent crawls).",
+                "properties": {
+                    "enabled": {"type": "boolean"},
+                    "refreshes": {"type": "integer"},
+                    "failures": {"type": "integer"},
+                    "consecutive_failures": {"type": "integer"},
+                    "last_attempt": {"type": ["string", "null"], "format": "date-time"},
+                    "last_success": {"type": ["string", "null"], "format": "date-time"},
+                    "last_error": {"type": ["string", "null"]},
+                    "crawler": {
+                        "type": ["object", "null"],
+                        "description": "The crawling process's own record (workers only; "
+                        "null until its first crawl ends).",
+                    },
+                },
+            },
             "sources_with_problems": {"type": "array"},
         },
     },

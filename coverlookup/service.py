@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import datetime as dt
 import functools
 import logging
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -130,6 +132,73 @@ class RefreshState:
     last_success: float | None = None
     last_error: str | None = None
 
+    def failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        self.consecutive_failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def succeeded(self, *, new: bool) -> None:
+        """An attempt that worked; ``new``: it produced a new index (or snapshot)."""
+        self.consecutive_failures = 0
+        self.last_error = None
+        if new:
+            self.refreshes += 1
+            self.last_success = time.time()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "refreshes": self.refreshes,
+            "failures": self.failures,
+            "consecutive_failures": self.consecutive_failures,
+            "last_attempt": _iso(self.last_attempt),
+            "last_success": _iso(self.last_success),
+            "last_error": self.last_error,
+        }
+
+    def merged(self, crawler: RefreshState | None) -> RefreshState:
+        """This process's refreshes with the failures of the crawler that feeds it (``serve
+        --workers`` with seeds: the parent crawls, each worker loads what it wrote)."""
+        if crawler is None:
+            return self
+        attempts = [t for t in (self.last_attempt, crawler.last_attempt) if t is not None]
+        return RefreshState(
+            refreshes=self.refreshes,
+            failures=self.failures + crawler.failures,
+            consecutive_failures=max(self.consecutive_failures, crawler.consecutive_failures),
+            last_attempt=max(attempts) if attempts else None,
+            last_success=self.last_success,
+            last_error=(crawler.last_error if crawler.consecutive_failures else None)
+            or self.last_error,
+        )
+
+
+CRAWL_STATE_FILE = "crawl-state.json"
+
+
+def write_crawl_state(root: str | Path, state: RefreshState) -> None:
+    """Record the crawler's refresh state in its snapshot root, for the workers that serve it
+    (written aside and renamed: a reader sees the old record or the new one)."""
+    path = Path(root) / CRAWL_STATE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)  # a first crawl that failed wrote nothing yet
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(orjson.dumps({**dataclasses.asdict(state), "pid": os.getpid()}))
+    os.replace(tmp, path)
+
+
+def read_crawl_state(root: str | Path) -> RefreshState | None:
+    """The record :func:`write_crawl_state` left in ``root``, or None if there is none yet (a
+    record that does not parse is logged and treated as none)."""
+    path = Path(root) / CRAWL_STATE_FILE
+    try:
+        raw = orjson.loads(path.read_bytes())
+        names = {f.name for f in dataclasses.fields(RefreshState)}
+        return RefreshState(**{k: v for k, v in raw.items() if k in names})
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError, AttributeError, TypeError) as exc:
+        log.warning("unreadable crawl state %s: %s", path, exc)
+        return None
+
 
 class LookupService:
     """Holds the current index and answers lookups from it."""
@@ -149,6 +218,8 @@ class LookupService:
         self._geocoder = geocoder
         self.candidate_km = candidate_km
         self.refresh_state = RefreshState()
+        # Set when another process crawls into a snapshot root and records its state there.
+        self.crawl_root: str | None = None
         self._refresh_lock = asyncio.Lock()
         self._by_server: tuple[Any, dict[str, list[Any]]] | None = None
         self._static: tuple[Any, dict[str, dict[str, Any]]] | None = None
@@ -186,20 +257,12 @@ class LookupService:
             try:
                 index = await self.loader()
             except Exception as exc:  # any failure must leave the current index serving
-                state.failures += 1
-                state.consecutive_failures += 1
-                state.last_error = f"{type(exc).__name__}: {exc}"
+                state.failed(exc)
                 log.warning("refresh failed, still serving the previous index: %s", exc)
                 return False
-            if index is None:  # the source has nothing new: keep serving what we have
-                state.consecutive_failures = 0
-                state.last_error = None
-                return True
-            self.swap(index)
-            state.refreshes += 1
-            state.consecutive_failures = 0
-            state.last_success = time.time()
-            state.last_error = None
+            if index is not None:  # None: the source has nothing new; keep serving what we have
+                self.swap(index)
+            state.succeeded(new=index is not None)
             return True
 
     async def refresh_forever(self, interval_s: float) -> None:
@@ -407,21 +470,22 @@ class LookupService:
         self._by_server = (index, grouped)
         return grouped
 
+    def crawler_state(self) -> RefreshState | None:
+        """The refresh state of the crawler feeding this service, if another process crawls."""
+        return None if self.crawl_root is None else read_crawl_state(self.crawl_root)
+
+    def refresh_summary(self) -> RefreshState:
+        """This service's refreshes, with the failures of its crawler if another process
+        crawls (what /v1/status and /metrics report)."""
+        return self.refresh_state.merged(self.crawler_state())
+
     def status(self) -> dict[str, Any]:
-        state = self.refresh_state
-        out: dict[str, Any] = {
-            "ready": self.ready,
-            "source": self.source,
-            "refresh": {
-                "enabled": self.loader is not None,
-                "refreshes": state.refreshes,
-                "failures": state.failures,
-                "consecutive_failures": state.consecutive_failures,
-                "last_attempt": _iso(state.last_attempt),
-                "last_success": _iso(state.last_success),
-                "last_error": state.last_error,
-            },
-        }
+        crawler = self.crawler_state()
+        refresh: dict[str, Any] = {"enabled": self.loader is not None}
+        refresh.update(self.refresh_state.merged(crawler).to_dict())
+        if self.crawl_root is not None:
+            refresh["crawler"] = None if crawler is None else crawler.to_dict()
+        out: dict[str, Any] = {"ready": self.ready, "source": self.source, "refresh": refresh}
         index = self._index
         if index is None:
             return out

@@ -7,14 +7,13 @@ and every error leaves as ``{"error": {"code": ..., "message": ...}}``.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import dataclasses
 import itertools
 import logging
-import math
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -37,16 +36,19 @@ from coverlookup.errors import (
     SpecError,
     UsageError,
 )
+from coverlookup.metrics import PUBLISH_INTERVAL_S, Metrics
 from coverlookup.openapi import MAX_PAGE, openapi
 from coverlookup.service import (
+    CRAWL_STATE_FILE,
     FILTERS,
     LookupBatcher,
     LookupService,
     NotAvailableError,
     NotReadyError,
     Query,
+    RefreshState,
     parse_number,
-    snapshot_age_s,
+    write_crawl_state,
 )
 
 log = logging.getLogger(__name__)
@@ -137,94 +139,6 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
 
 
 # --- metrics --------------------------------------------------------------------------------------
-
-_HIST = "coverlookup_http_request_duration_seconds"
-_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
-class Metrics:
-    """Request counts by route and status and a latency histogram, in Prometheus text format."""
-
-    def __init__(self) -> None:
-        self.requests: dict[tuple[str, int], int] = {}
-        self.latency: dict[str, list[int]] = {}  # per route: counts per bucket, then +Inf
-        self.latency_sum: dict[str, float] = {}
-
-    def observe(self, route: str, status: int, seconds: float) -> None:
-        key = (route, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        counts = self.latency.get(route)
-        if counts is None:
-            counts = self.latency[route] = [0] * (len(_BUCKETS) + 1)
-            self.latency_sum[route] = 0.0
-        counts[bisect.bisect_left(_BUCKETS, seconds)] += 1
-        self.latency_sum[route] += seconds
-
-    def render(self, service: LookupService, batcher: LookupBatcher | None = None) -> str:
-        out: list[str] = []
-        add = out.append
-        add("# HELP coverlookup_http_requests_total HTTP requests by route and status.")
-        add("# TYPE coverlookup_http_requests_total counter")
-        for (route, status), n in sorted(self.requests.items()):
-            add(f'coverlookup_http_requests_total{{route="{_esc(route)}",status="{status}"}} {n}')
-        add("# HELP coverlookup_http_request_duration_seconds Time to answer, by route.")
-        add("# TYPE coverlookup_http_request_duration_seconds histogram")
-        for route, counts in sorted(self.latency.items()):
-            label = f'route="{_esc(route)}"'
-            running = 0
-            for bound, n in zip((*_BUCKETS, math.inf), counts, strict=True):
-                running += n
-                le = "+Inf" if bound == math.inf else repr(bound)
-                add(f'{_HIST}_bucket{{{label},le="{le}"}} {running}')
-            total = self.latency_sum[route]
-            add(f"{_HIST}_sum{{{label}}} {total:.6f}")
-            add(f"{_HIST}_count{{{label}}} {running}")
-        state = service.refresh_state
-        gauges: list[tuple[str, str, str, float]] = [
-            ("coverlookup_ready", "gauge", "1 once an index is loaded.", int(service.ready)),
-            ("coverlookup_refreshes_total", "counter", "Successful refreshes.", state.refreshes),
-            ("coverlookup_refresh_failures_total", "counter", "Failed refreshes.", state.failures),
-        ]
-        if batcher is not None:  # answered / batches is the mean batch size
-            gauges.append(
-                (
-                    "coverlookup_lookup_batches_total",
-                    "counter",
-                    "Batches of point lookups answered together.",
-                    batcher.batches,
-                )
-            )
-            gauges.append(
-                (
-                    "coverlookup_lookup_batched_total",
-                    "counter",
-                    "Point lookups answered in those batches.",
-                    batcher.answered,
-                )
-            )
-        if service.ready:
-            index = service.index
-            stats = index.stats()
-            for name in ("servers", "entries", "geometries"):
-                if isinstance(stats.get(name), (int, float)):
-                    gauges.append(
-                        (f"coverlookup_index_{name}", "gauge", f"Indexed {name}.", stats[name])
-                    )
-            age = snapshot_age_s(index)
-            if age is not None:
-                gauges.append(
-                    ("coverlookup_snapshot_age_seconds", "gauge", "Age of the snapshot.", age)
-                )
-        for name, kind, help_text, value in gauges:
-            add(f"# HELP {name} {help_text}")
-            add(f"# TYPE {name} {kind}")
-            add(f"{name} {value}")
-        return "\n".join(out) + "\n"
-
-
-def _esc(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
 
 # --- every endpoint's wrapper: errors, CORS, metrics ---------------------------------------------
 
@@ -543,16 +457,19 @@ def create_app(
     cors_origins: Iterable[str] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY,
     refresh_s: float | None = None,
+    metrics_dir: str | None = None,
 ) -> web.Application:
     """The aiohttp application over ``service``.
 
     With ``refresh_s`` (and a service that has a loader) a background task refreshes the index
     every ``refresh_s`` seconds; a service with a loader but no index yet is loaded at startup.
+    ``metrics_dir``: a directory shared by the processes of one server, whose ``/metrics`` then
+    counts the requests of all of them (:mod:`coverlookup.metrics`).
     """
     if refresh_s is not None and refresh_s <= 0:
         raise UsageError("refresh interval must be above 0 seconds")
     app = web.Application(client_max_size=max_body_bytes)
-    metrics = app[METRICS] = Metrics()
+    metrics = app[METRICS] = Metrics(metrics_dir)
     config = app[CONFIG] = WebConfig(
         cors_origins=tuple(cors_origins), max_body_bytes=max_body_bytes, refresh_s=refresh_s
     )
@@ -573,15 +490,25 @@ def create_app(
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     service, config = app[SERVICE], app[CONFIG]
+    metrics, batcher = app[METRICS], app[BATCHER]
     tasks: list[asyncio.Task[None]] = []
     if service.loader is not None and (not service.ready or config.refresh_s):
         tasks.append(asyncio.create_task(_keep_fresh(service, config.refresh_s)))
+    if metrics.shared_dir is not None:
+        tasks.append(asyncio.create_task(_publish_metrics(metrics, batcher)))
     yield
     for task in tasks:
         task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    metrics.publish(batcher)  # the last counts stay for the processes still serving
+
+
+async def _publish_metrics(metrics: Metrics, batcher: LookupBatcher) -> None:
+    while True:
+        metrics.publish(batcher)
+        await asyncio.sleep(PUBLISH_INTERVAL_S)
 
 
 async def _keep_fresh(service: LookupService, refresh_s: float | None) -> None:
@@ -660,6 +587,10 @@ class ServeOptions:
     geocoder: str | None = None
     geocoder_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     candidate_km: float = 10.0
+    # Set by ``run`` for its workers: where they publish their metrics, and the snapshot root
+    # whose crawler (the parent process) records its refresh state there.
+    metrics_dir: str | None = None
+    crawl_root: str | None = None
 
 
 def build_service(options: ServeOptions) -> LookupService:
@@ -692,6 +623,7 @@ def build_service(options: ServeOptions) -> LookupService:
         service.loader = snapshot_watcher(
             options.snapshot, lambda: service.index.snapshot_id if service.ready else None
         )
+        service.crawl_root = options.crawl_root
         return service
     index = load_index(options.snapshot, warm=True)
     return LookupService(index, source=options.snapshot or "demo", **addresses)
@@ -705,6 +637,7 @@ def run_worker(options: ServeOptions, announce: bool = True) -> None:
         cors_origins=options.cors_origins,
         max_body_bytes=options.max_body_bytes,
         refresh_s=options.refresh_s,
+        metrics_dir=options.metrics_dir,
     )
     what = (
         f"snapshot {service.index.snapshot_id}"
@@ -744,20 +677,31 @@ def run(options: ServeOptions) -> int:
     if not hasattr(__import__("socket"), "SO_REUSEPORT"):
         raise UsageError("--workers above 1 needs SO_REUSEPORT, which this system lacks")
     crawler_stop = threading.Event()
-    worker_options = options
+    # The workers' /metrics count the requests of all of them (coverlookup.metrics).
+    metrics_dir = tempfile.mkdtemp(prefix="coverlookup-metrics-")
+    worker_options = dataclasses.replace(options, metrics_dir=metrics_dir)
     if options.seeds:
-        # One crawler (this process) writes snapshots; the workers watch the directory.
+        # One crawler (this process) writes snapshots and records how its crawls went; the
+        # workers watch the directory and report both.
         root = options.snapshot or tempfile.mkdtemp(prefix="coverlookup-serve-")
+        with contextlib.suppress(FileNotFoundError):  # a record of an earlier run is not ours
+            os.unlink(os.path.join(root, CRAWL_STATE_FILE))
         worker_options = dataclasses.replace(
-            options, seeds=(), snapshot=root, refresh_s=WATCH_INTERVAL_S
+            worker_options, seeds=(), snapshot=root, refresh_s=WATCH_INTERVAL_S, crawl_root=root
         )
         threading.Thread(
             target=_crawl_in_background, args=(options, root, crawler_stop), daemon=True
         ).start()
+    try:
+        return _run_workers(options.workers, worker_options, crawler_stop)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_workers(count: int, worker_options: ServeOptions, crawler_stop: threading.Event) -> int:
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=run_worker, args=(worker_options,), daemon=False)
-        for _ in range(options.workers)
+        ctx.Process(target=run_worker, args=(worker_options,), daemon=False) for _ in range(count)
     ]
     for proc in procs:
         proc.start()
@@ -785,11 +729,20 @@ def _crawl_in_background(options: ServeOptions, root: str, stop: threading.Event
     from coverlookup.service import crawl_loader
 
     loader = crawl_loader(list(options.seeds), snapshot_root=root, **dict(options.crawl_options))
+    state = RefreshState()
     while not stop.is_set():
+        state.last_attempt = time.time()
         try:
             asyncio.run(loader())
         except Exception as exc:  # the workers keep serving the last good snapshot
+            state.failed(exc)
             log.warning("crawl of %s failed: %s", " ".join(options.seeds), exc)
+        else:
+            state.succeeded(new=True)
+        try:  # the workers report it in /v1/status and /metrics
+            write_crawl_state(root, state)
+        except OSError as exc:
+            log.warning("could not record the crawl's state in %s: %s", root, exc)
         if not options.refresh_s or stop.wait(options.refresh_s):
             return
 

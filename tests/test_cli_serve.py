@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -256,6 +258,63 @@ def test_serve_workers_with_seeds_one_crawler_many_servers(tmp_path: Path) -> No
         assert [p.name for p in (root / "snapshots").iterdir()] == [ready[0]]
         status, answer = _get(f"http://127.0.0.1:{port}/v1/lookup?lat={MUNI_LAT}&lon={MUNI_LON}")
         assert status == 200 and answer["snapshot"]["id"] == ready[0]
+    finally:
+        code = server.stop()
+    assert code == 0
+
+
+def _metric(base: str, sample: str) -> float | None:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=30) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(sample + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def _poll(check: Any, what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not seen within {timeout:g} s")
+        time.sleep(0.2)
+
+
+def test_serve_workers_report_all_requests_and_the_crawlers_failures(tmp_path: Path) -> None:
+    seed = tmp_path / "federation"
+    shutil.copytree(demo.federation_path(), seed)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = _Server(
+        "--port", str(port), "--workers", "2", "--seed", str(seed),
+        "--snapshot", str(tmp_path / "snap"), "--refresh", "1",
+    )  # fmt: skip
+    try:
+        server.wait_serving(count=2)
+        _poll(lambda: _get(f"{base}/readyz")[0] == 200, "ready")
+        lookups = 24  # each on a connection of its own: the kernel spreads them over the workers
+        for _ in range(lookups):
+            status, _answer = _get(f"{base}/v1/lookup?lat={MUNI_LAT}&lon={MUNI_LON}")
+            assert status == 200
+        ok = 'coverlookup_http_requests_total{route="/v1/lookup",status="200"}'
+        # Whichever worker answers the scrape counts both workers' requests.
+        _poll(lambda: _metric(base, ok) == lookups, f"{lookups} lookups in /metrics")
+        assert _metric(base, "coverlookup_processes") == 2
+
+        seed.rename(tmp_path / "gone")  # every crawl from now on fails
+        _poll(
+            lambda: _get(f"{base}/v1/status")[1]["refresh"]["consecutive_failures"] >= 1,
+            "the crawl's failure in /v1/status",
+        )
+        for _ in range(4):  # through either worker
+            refresh = _get(f"{base}/v1/status")[1]["refresh"]
+            assert refresh["failures"] >= 1 and str(seed) in refresh["last_error"]
+            assert refresh["crawler"]["last_error"] == refresh["last_error"]
+            assert (_metric(base, "coverlookup_refresh_failures_total") or 0) >= 1
+            status, answer = _get(f"{base}/v1/lookup?lat={MUNI_LAT}&lon={MUNI_LON}")
+            assert status == 200 and len(answer["matches"]) == 4  # the last good snapshot
     finally:
         code = server.stop()
     assert code == 0
