@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 
 from coverlookup.errors import (
     CoordinateError,
@@ -525,6 +526,49 @@ async def _keep_fresh(service: LookupService, refresh_s: float | None) -> None:
 # --- running --------------------------------------------------------------------------------------
 
 
+class _Connection(web.RequestHandler):
+    """aiohttp's connection handler, answering a request it cannot parse (a request line or
+    header over its 8190-byte limit, no Host header, TLS or other bytes that are not HTTP) with
+    the API's error shape, logged as one line: aiohttp's own answer is plain text, logged with
+    a traceback, which lets any client fill the log."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            super().handle_error(request, status, exc, message)  # logs it, with the traceback
+            answer = error_response(500, "internal", "internal error; it has been logged")
+        else:
+            if request.writer.output_size > 0:  # as aiohttp: too late to answer
+                raise ConnectionError("the response has started; cannot send an error")
+            text = str(getattr(exc, "message", None) or message or exc or "bad request")
+            if isinstance(exc, LineTooLong) and len(exc.args) >= 2:
+                line, limit = exc.args[0], exc.args[1]
+                start = (
+                    bytes(line).decode("latin-1") if isinstance(line, (bytes, bytearray)) else line
+                )
+                text = f"a request line or header field is longer than {limit} bytes: {start!r}"
+            log.info("unparsable request from %s: %s", request.remote, text)
+            answer = error_response(status, "bad_http_request", text)
+        answer.force_close()
+        return answer
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, with :class:`_Connection` for each connection."""
+
+    def __call__(self) -> web.RequestHandler:
+        handler = super().__call__()
+        handler.__class__ = _Connection  # same slots: only the methods change
+        return handler
+
+
 async def serve(
     app: web.Application,
     host: str,
@@ -537,6 +581,8 @@ async def serve(
     """Serve until SIGTERM/SIGINT, then stop accepting, finish requests in flight and return."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
+    if type(runner.server) is web.Server:  # unparsable requests get the API's error shape
+        runner.server.__class__ = _Server
     site = web.TCPSite(
         runner, host, port, reuse_port=reuse_port or None, shutdown_timeout=shutdown_timeout
     )

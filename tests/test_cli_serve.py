@@ -77,6 +77,13 @@ class _Server:
         self.lines.append(line)
         return line
 
+    def remaining_lines(self) -> list[str]:
+        """Every line not read yet, up to the end of stderr (after the process has exited)."""
+        while (line := self._queue.get(timeout=60)) is not None:
+            self.lines.append(line)
+        self._queue.put(None)
+        return self.lines
+
     def wait_serving(self, count: int = 1) -> None:
         while len(self.announced) < count:
             line = self.next_line()
@@ -318,3 +325,55 @@ def test_serve_workers_report_all_requests_and_the_crawlers_failures(tmp_path: P
     finally:
         code = server.stop()
     assert code == 0
+
+
+def _raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are; the status, headers and body of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "message"),
+    [
+        (
+            b"GET /v1/lookup?lat=1&lon=2&x=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            "a request line or header field is longer than 8190 bytes: '/v1/lookup?lat=1&lon=2",
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n",
+            "longer than 8190 bytes: 'bbbb",
+        ),
+        (b"GET /healthz HTTP/1.1\r\n\r\n", "Missing 'Host' header"),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", "HTTPS traffic on an HTTP port"),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Length: 3\r\n\r\n",
+            "Content-Length can't be present with Transfer-Encoding",
+        ),
+    ],
+    ids=["long-url", "long-header", "no-host", "tls", "smuggling"],
+)
+def test_unparsable_requests_get_the_error_shape_and_no_traceback(
+    request_bytes: bytes, message: str
+) -> None:
+    port = _free_port()
+    server = _Server("--port", str(port))
+    try:
+        server.wait_serving()
+        status, headers, body = _raw_exchange(port, request_bytes)
+        assert status == 400 and headers["Content-Type"].startswith("application/json")
+        error = json.loads(body)["error"]
+        assert error["code"] == "bad_http_request" and message in error["message"]
+        assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200  # still serving
+    finally:
+        code = server.stop()
+    assert code == 0
+    assert "Traceback" not in "".join(server.remaining_lines())
