@@ -11,6 +11,7 @@ least as much, and the counters never run backwards. A worker's last counts stay
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import math
 import os
@@ -72,23 +73,38 @@ class Counts:
         raw = orjson.loads(data)
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
+        requests, latency = raw.get("requests", []), raw.get("latency", {})
+        sums = raw.get("latency_sum", {})
+        if not (
+            isinstance(requests, list) and isinstance(latency, dict) and isinstance(sums, dict)
+        ):
+            raise ValueError("requests, latency or latency_sum of the wrong type")
         out = cls()
-        for item in raw.get("requests", ()):
+        for item in requests:
+            if not (isinstance(item, list) and len(item) == 3):
+                raise ValueError(f"bad request count {item!r}")
             route, status, n = item
-            if not (isinstance(route, str) and type(status) is int and type(n) is int):
+            if not (isinstance(route, str) and type(status) is int and _count(n)):
                 raise ValueError(f"bad request count {item!r}")
             out.requests[(route, status)] = n
-        for route, counts in raw.get("latency", {}).items():
-            if len(counts) != len(BUCKETS) + 1 or not all(type(n) is int for n in counts):
+        for route, counts in latency.items():
+            if not (isinstance(counts, list) and len(counts) == len(BUCKETS) + 1) or not all(
+                _count(n) for n in counts
+            ):
                 raise ValueError(f"bad latency buckets for {route!r}")
-            total = raw["latency_sum"][route]
-            if not isinstance(total, (int, float)):
+            total = sums.get(route)
+            if type(total) not in (int, float) or not 0 <= total < math.inf:
                 raise ValueError(f"bad latency sum for {route!r}")
             out.latency[route] = list(counts)
             out.latency_sum[route] = float(total)
-        out.batches = int(raw.get("batches", 0))
-        out.batched = int(raw.get("batched", 0))
+        out.batches, out.batched = raw.get("batches", 0), raw.get("batched", 0)
+        if not (_count(out.batches) and _count(out.batched)):
+            raise ValueError("bad batch counts")
         return out
+
+
+def _count(n: object) -> bool:
+    return type(n) is int and n >= 0
 
 
 class Metrics:
@@ -119,36 +135,42 @@ class Metrics:
         counts[bisect.bisect_left(BUCKETS, seconds)] += 1
         own.latency_sum[route] += seconds
 
-    def publish(self, batcher: LookupBatcher | None = None) -> None:
-        """Write this process's counts to the shared directory (nothing without one)."""
+    def publish(self, batcher: LookupBatcher | None = None) -> bool:
+        """Write this process's counts to the shared directory (nothing without one); False if
+        that failed (logged)."""
         if self._file is None:
-            return
+            return False
         if batcher is not None:
             self.own.batches, self.own.batched = batcher.batches, batcher.answered
         tmp = self._file.with_name(f".{self._file.name}.tmp")
         try:
+            self._file.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(self.own.to_json())
             os.replace(tmp, self._file)
         except OSError as exc:
             log.warning("could not publish metrics to %s: %s", self._file, exc)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return False
+        return True
 
     def totals(self, batcher: LookupBatcher | None = None) -> tuple[Counts, int]:
-        """The counts of every process of this server (this one's live), and how many
-        processes that is."""
+        """The counts of every process of this server, and how many processes that is.
+
+        With a shared directory, only what is on disk counts, this process's file included: if
+        this process cannot publish, a scrape through it must not report more than a scrape
+        through another process could see (the sum would then run backwards).
+        """
         if batcher is not None:
             self.own.batches, self.own.batched = batcher.batches, batcher.answered
-        if self.shared_dir is None or self._file is None:
+        if self.shared_dir is None:
             return self.own, 1
         self.publish(batcher)
         total, processes = Counts(), 0
-        total.add(self.own)
-        processes += 1
-        for path in sorted(self.shared_dir.glob(f"{_PREFIX}*.json")):
-            if path == self._file:
-                continue
+        for path in sorted(self.shared_dir.glob(f"{_PREFIX}*.json")):  # the same sum everywhere
             try:
                 total.add(Counts.from_json(path.read_bytes()))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except (OSError, ValueError) as exc:
                 log.warning("skipping unreadable metrics file %s: %s", path, exc)
                 continue
             processes += 1

@@ -310,8 +310,9 @@ _SCHEMAS: dict[str, Any] = {
             "counts": {"type": "object"},
             "refresh": {
                 "type": "object",
-                "description": "Refreshes of this process's index, with the failures of the "
-                "crawler that feeds it (serve --workers with seeds: the parent crawls).",
+                "description": "Refreshes of the index. With serve --workers and seeds the "
+                "parent process crawls: the counts are its crawls', the same in every worker, "
+                "and this_process tells how this worker's loads of them went.",
                 "properties": {
                     "enabled": {"type": "boolean"},
                     "refreshes": {"type": "integer"},
@@ -320,10 +321,10 @@ _SCHEMAS: dict[str, Any] = {
                     "last_attempt": {"type": ["string", "null"], "format": "date-time"},
                     "last_success": {"type": ["string", "null"], "format": "date-time"},
                     "last_error": {"type": ["string", "null"]},
-                    "crawler": {
-                        "type": ["object", "null"],
-                        "description": "The crawling process's own record (workers only; "
-                        "null until its first crawl ends).",
+                    "this_process": {
+                        "type": "object",
+                        "description": "Workers only: this process's loads of the crawled "
+                        "snapshots (failures while the first crawl runs are only waiting).",
                     },
                 },
             },

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -155,22 +156,6 @@ class RefreshState:
             "last_error": self.last_error,
         }
 
-    def merged(self, crawler: RefreshState | None) -> RefreshState:
-        """This process's refreshes with the failures of the crawler that feeds it (``serve
-        --workers`` with seeds: the parent crawls, each worker loads what it wrote)."""
-        if crawler is None:
-            return self
-        attempts = [t for t in (self.last_attempt, crawler.last_attempt) if t is not None]
-        return RefreshState(
-            refreshes=self.refreshes,
-            failures=self.failures + crawler.failures,
-            consecutive_failures=max(self.consecutive_failures, crawler.consecutive_failures),
-            last_attempt=max(attempts) if attempts else None,
-            last_success=self.last_success,
-            last_error=(crawler.last_error if crawler.consecutive_failures else None)
-            or self.last_error,
-        )
-
 
 CRAWL_STATE_FILE = "crawl-state.json"
 
@@ -181,8 +166,13 @@ def write_crawl_state(root: str | Path, state: RefreshState) -> None:
     path = Path(root) / CRAWL_STATE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)  # a first crawl that failed wrote nothing yet
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(orjson.dumps({**dataclasses.asdict(state), "pid": os.getpid()}))
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(orjson.dumps({**dataclasses.asdict(state), "pid": os.getpid()}))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def read_crawl_state(root: str | Path) -> RefreshState | None:
@@ -191,11 +181,27 @@ def read_crawl_state(root: str | Path) -> RefreshState | None:
     path = Path(root) / CRAWL_STATE_FILE
     try:
         raw = orjson.loads(path.read_bytes())
-        names = {f.name for f in dataclasses.fields(RefreshState)}
-        return RefreshState(**{k: v for k, v in raw.items() if k in names})
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        state = RefreshState()
+        for name in ("refreshes", "failures", "consecutive_failures"):
+            value = raw.get(name, 0)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{name} is {value!r}, not a count")
+            setattr(state, name, value)
+        for name in ("last_attempt", "last_success"):
+            value = raw.get(name)
+            if value is not None and (type(value) not in (int, float) or not 0 <= value < 1e11):
+                raise ValueError(f"{name} is {value!r}, not a time")
+            setattr(state, name, value)
+        error = raw.get("last_error")
+        if error is not None and not isinstance(error, str):
+            raise ValueError(f"last_error is {error!r}, not text")
+        state.last_error = error
+        return state
     except FileNotFoundError:
         return None
-    except (OSError, orjson.JSONDecodeError, AttributeError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         log.warning("unreadable crawl state %s: %s", path, exc)
         return None
 
@@ -470,21 +476,26 @@ class LookupService:
         self._by_server = (index, grouped)
         return grouped
 
-    def crawler_state(self) -> RefreshState | None:
-        """The refresh state of the crawler feeding this service, if another process crawls."""
-        return None if self.crawl_root is None else read_crawl_state(self.crawl_root)
-
     def refresh_summary(self) -> RefreshState:
-        """This service's refreshes, with the failures of its crawler if another process
-        crawls (what /v1/status and /metrics report)."""
-        return self.refresh_state.merged(self.crawler_state())
+        """The refreshes /v1/status and /metrics report: this service's own or, when another
+        process crawls for it (``serve --workers`` with seeds), the crawler's record, the same in
+        every worker, with this process's failure to load the crawler's latest snapshot if any
+        (its failures while the first crawl runs are only waiting)."""
+        if self.crawl_root is None:
+            return self.refresh_state
+        summary = read_crawl_state(self.crawl_root) or RefreshState()
+        own = self.refresh_state
+        if own.consecutive_failures and (self.ready or summary.refreshes):
+            if not summary.consecutive_failures:
+                summary.consecutive_failures = own.consecutive_failures
+                summary.last_error = f"loading the crawled snapshot: {own.last_error}"
+        return summary
 
     def status(self) -> dict[str, Any]:
-        crawler = self.crawler_state()
         refresh: dict[str, Any] = {"enabled": self.loader is not None}
-        refresh.update(self.refresh_state.merged(crawler).to_dict())
-        if self.crawl_root is not None:
-            refresh["crawler"] = None if crawler is None else crawler.to_dict()
+        refresh.update(self.refresh_summary().to_dict())
+        if self.crawl_root is not None:  # this process's loads of the crawler's snapshots
+            refresh["this_process"] = self.refresh_state.to_dict()
         out: dict[str, Any] = {"ready": self.ready, "source": self.source, "refresh": refresh}
         index = self._index
         if index is None:

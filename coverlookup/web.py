@@ -725,20 +725,28 @@ def run(options: ServeOptions) -> int:
     crawler_stop = threading.Event()
     # The workers' /metrics count the requests of all of them (coverlookup.metrics).
     metrics_dir = tempfile.mkdtemp(prefix="coverlookup-metrics-")
-    worker_options = dataclasses.replace(options, metrics_dir=metrics_dir)
-    if options.seeds:
-        # One crawler (this process) writes snapshots and records how its crawls went; the
-        # workers watch the directory and report both.
-        root = options.snapshot or tempfile.mkdtemp(prefix="coverlookup-serve-")
-        with contextlib.suppress(FileNotFoundError):  # a record of an earlier run is not ours
-            os.unlink(os.path.join(root, CRAWL_STATE_FILE))
-        worker_options = dataclasses.replace(
-            worker_options, seeds=(), snapshot=root, refresh_s=WATCH_INTERVAL_S, crawl_root=root
-        )
-        threading.Thread(
-            target=_crawl_in_background, args=(options, root, crawler_stop), daemon=True
-        ).start()
     try:
+        worker_options = dataclasses.replace(options, metrics_dir=metrics_dir)
+        if options.seeds:
+            # One crawler (this process) writes snapshots and records how its crawls went; the
+            # workers watch the directory and report both.
+            root = options.snapshot or tempfile.mkdtemp(prefix="coverlookup-serve-")
+            try:  # a record of an earlier run is not this run's
+                os.unlink(os.path.join(root, CRAWL_STATE_FILE))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise UsageError(f"cannot write to the snapshot directory {root}: {exc}") from None
+            worker_options = dataclasses.replace(
+                worker_options,
+                seeds=(),
+                snapshot=root,
+                refresh_s=WATCH_INTERVAL_S,
+                crawl_root=root,
+            )
+            threading.Thread(
+                target=_crawl_in_background, args=(options, root, crawler_stop), daemon=True
+            ).start()
         return _run_workers(options.workers, worker_options, crawler_stop)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from coverlookup.errors import SnapshotError
 from coverlookup.index import CoverageIndex
 from coverlookup.metrics import Counts, Metrics
 from coverlookup.service import LookupBatcher, LookupService, RefreshState, write_crawl_state
@@ -70,15 +71,30 @@ def test_counts_never_run_backwards_across_processes(
     tmp_path: Path, service: LookupService
 ) -> None:
     a, b = Metrics(tmp_path, name="a"), Metrics(tmp_path, name="b")
-    seen = 0.0
-    for step in range(6):
-        (a if step % 2 else b).observe("/v1/lookup", 200, 0.001)
-        # a scrape through either process reports at least what the last one did
-        value = _values((b if step % 3 else a).render(service)).get(LOOKUP_OK, 0)
-        assert value >= seen
-        seen = value
-    a.publish()  # as each process does every second
-    assert _values(b.render(service))[LOOKUP_OK] == 6
+    b.observe("/v1/lookup", 200, 0.001)
+    b.publish()
+    for _ in range(3):
+        a.observe("/v1/lookup", 200, 0.001)
+    through_a = _values(a.render(service))[LOOKUP_OK]
+    assert through_a == 4
+    # b has not published since; a scrape through it still sees all a reported
+    assert _values(b.render(service))[LOOKUP_OK] >= through_a
+
+
+def test_a_process_that_cannot_publish_reports_only_what_is_on_disk(
+    tmp_path: Path, service: LookupService
+) -> None:
+    a, b = Metrics(tmp_path, name="a"), Metrics(tmp_path, name="b")
+    a.observe("/v1/lookup", 200, 0.001)
+    b.observe("/v1/lookup", 200, 0.001)
+    b.publish()
+    assert _values(a.render(service))[LOOKUP_OK] == 2
+    (tmp_path / ".worker-a.json.tmp").mkdir()  # a's next write fails
+    for _ in range(5):
+        a.observe("/v1/lookup", 200, 0.001)
+    through_a = _values(a.render(service))[LOOKUP_OK]
+    through_b = _values(b.render(service))[LOOKUP_OK]
+    assert through_a == through_b == 2  # not 7 through a, then 2 through b: no false reset
 
 
 def test_an_unreadable_counts_file_is_skipped_and_named(
@@ -103,6 +119,9 @@ def test_an_unreadable_counts_file_is_skipped_and_named(
         (b'{"requests": [["/x", 200, -1.5]]}', "bad request count"),
         (b'{"latency": {"/x": [1, 2]}, "latency_sum": {"/x": 0.1}}', "bad latency buckets"),
         (b'{"latency": {"/x": [0,0,0,0,0,0,0,0,0,0,0,0,0,1]}, "latency_sum": {"/x": "s"}}', "sum"),
+        (b'{"latency": []}', "wrong type"),
+        (b'{"requests": [5]}', "bad request count"),
+        (b'{"batches": -2}', "bad batch counts"),
     ],
 )
 def test_counts_reject_what_they_did_not_write(data: bytes, message: str) -> None:
@@ -110,37 +129,62 @@ def test_counts_reject_what_they_did_not_write(data: bytes, message: str) -> Non
         Counts.from_json(data)
 
 
-def test_a_failed_crawl_of_another_process_shows_in_status_and_metrics(
-    tmp_path: Path, service: LookupService
-) -> None:
+def test_workers_report_the_crawlers_record(tmp_path: Path, service: LookupService) -> None:
     watcher = LookupService(service.index)
     watcher.crawl_root = str(tmp_path)
-    assert watcher.status()["refresh"]["crawler"] is None  # no crawl has finished yet
+    # waiting for the first crawl is not a failure
+    watcher.refresh_state.failed(SnapshotError("not a snapshot"))
+    assert watcher.status()["refresh"]["failures"] == 0
     crawler = RefreshState()
     crawler.last_attempt = 1.0e9
     crawler.succeeded(new=True)
     crawler.failed(OSError("seed unreachable"))
     crawler.failed(OSError("seed unreachable"))
     write_crawl_state(tmp_path, crawler)
+    watcher.refresh_state.succeeded(new=True)  # it loaded the first crawl's snapshot
     refresh = watcher.status()["refresh"]
-    assert (refresh["failures"], refresh["consecutive_failures"]) == (2, 2)
+    assert (refresh["refreshes"], refresh["failures"], refresh["consecutive_failures"]) == (1, 2, 2)
     assert refresh["last_error"] == "OSError: seed unreachable"
-    assert refresh["crawler"]["refreshes"] == 1 and refresh["crawler"]["failures"] == 2
+    assert refresh["last_attempt"] == "2001-09-09T01:46:40Z"
+    assert refresh["this_process"]["refreshes"] == 1
     values = _values(Metrics().render(watcher))
     assert values["coverlookup_refresh_failures_total"] == 2
-    crawler.succeeded(new=True)  # the next crawl works again
+    assert values["coverlookup_refreshes_total"] == 1
+    crawler.succeeded(new=True)  # the next crawl works again...
     write_crawl_state(tmp_path, crawler)
     refresh = watcher.status()["refresh"]
     assert refresh["consecutive_failures"] == 0 and refresh["last_error"] is None
     assert refresh["failures"] == 2  # a counter: failures stay counted
+    watcher.refresh_state.failed(SnapshotError("broken index"))  # ...but this worker cannot load it
+    refresh = watcher.status()["refresh"]
+    assert refresh["consecutive_failures"] == 1
+    assert refresh["last_error"] == "loading the crawled snapshot: SnapshotError: broken index"
+    assert [p.name for p in tmp_path.iterdir()] == ["crawl-state.json"]  # no temporary left
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"{not json", "unexpected character"),
+        (b"[]", "not a json object"),
+        (b'{"failures": "2"}', "failures is '2', not a count"),
+        (b'{"refreshes": -1}', "refreshes is -1, not a count"),
+        (b'{"last_attempt": 1e300}', "not a time"),
+        (b'{"last_error": 5}', "last_error is 5, not text"),
+    ],
+)
 def test_an_unreadable_crawl_state_reads_as_none(
-    tmp_path: Path, service: LookupService, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    service: LookupService,
+    caplog: pytest.LogCaptureFixture,
+    data: bytes,
+    message: str,
 ) -> None:
-    (tmp_path / "crawl-state.json").write_bytes(b"{not json")
+    (tmp_path / "crawl-state.json").write_bytes(data)
     watcher = LookupService(service.index)
     watcher.crawl_root = str(tmp_path)
     with caplog.at_level(logging.WARNING, logger="coverlookup.service"):
-        assert watcher.status()["refresh"]["crawler"] is None
+        assert watcher.status()["refresh"]["failures"] == 0
+        assert "coverlookup_refresh_failures_total 0" in Metrics().render(watcher)
     assert re.search(r"unreadable crawl state .*crawl-state\.json", caplog.text)
+    assert message in caplog.text.lower()
