@@ -482,11 +482,18 @@ def create_app(
         resource.add_route(method, endpoint)
         if method == "GET":  # HEAD answers as GET does, without the body (curl -I, probes)
             resource.add_route("HEAD", endpoint)
-    # Last, so it takes only what no route above does (as "unmatched" in the metrics).
-    unmatched = _endpoint("unmatched", handle_unmatched, metrics, config)
-    app.router.add_route("*", _UNMATCHED_PATH, unmatched)
+    # Added at start-up, after any route a caller adds to the app, so it takes only what no
+    # other route does (as "unmatched" in the metrics).
+    app.on_startup.append(_add_unmatched_route)
     app.cleanup_ctx.append(_background)
     return app
+
+
+async def _add_unmatched_route(app: web.Application) -> None:
+    if any(r.name == "unmatched" for r in app.router.routes()):  # started before
+        return
+    unmatched = _endpoint("unmatched", handle_unmatched, app[METRICS], app[CONFIG])
+    app.router.add_route("*", _UNMATCHED_PATH, unmatched, name="unmatched")
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

@@ -580,3 +580,23 @@ async def test_head_answers_like_get_without_a_body(client: Any) -> None:
     assert (await client.head("/nowhere")).status == 404
     not_allowed = await client.head("/v1/lookup/batch")
     assert not_allowed.status == 405 and not_allowed.headers["Allow"] == "POST"
+
+
+async def test_routes_a_caller_adds_after_create_app_are_served(
+    aiohttp_client: Any, index: CoverageIndex
+) -> None:
+    from aiohttp import web
+
+    app = create_app(LookupService(index))
+
+    async def extra(request: web.Request) -> web.Response:
+        return web.json_response({"extra": True})
+
+    app.router.add_get("/extra", extra)
+    client = await aiohttp_client(app)
+    assert await get_json(client, "/extra") == {"extra": True}
+    response = await client.post("/extra")
+    assert response.status == 405
+    assert (await response.json())["error"]["code"] == "method_not_allowed"
+    missing = await get_json(client, "/still/missing", 404)
+    assert missing["error"]["code"] == "not_found"
