@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from coverlookup.errors import CoverlookupError, UsageError
+from coverlookup.service import FILTERS
 
 if TYPE_CHECKING:  # pragma: no cover
     from coverlookup.batch import BatchRunner
@@ -266,7 +267,10 @@ def _lookup_table(answer: dict) -> str:
             "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table
         )
     if not answer["matches"] and not answer.get("nearest"):
-        lines.append(f"No territory in this snapshot contains {where}.")
+        active = [f"{k}={q[k]}" for k in FILTERS if q.get(k) is not None]
+        matching = f" with {', '.join(active)}" if active else ""
+        searched = f" (none within {q['nearest_km']:g} km either)" if q.get("nearest_km") else ""
+        lines.append(f"No territory{matching} in this snapshot contains {where}{searched}.")
     snap = answer["snapshot"]
     lines.append(f"(snapshot {snap['id']}, created {snap['created']})")
     return "\n".join(lines) + "\n"

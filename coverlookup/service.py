@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 FILTERS = ("commodity", "capability", "infrastructure", "type")
 _FILTER_SET = frozenset(FILTERS)
 MAX_NEAREST_KM = 500.0
+MAX_FILTER_CHARS = 200  # capability and type names are short; an answer echoes the filters
 NEAREST_LIMIT = 10
 # Address answers coarser than a street address also list territories this close as candidates:
 # a ZIP or city centroid can sit in a different utility than the house.
@@ -117,6 +118,10 @@ class Query:
                 raise UsageError(f"unknown filter {name!r}; known: {', '.join(FILTERS)}")
             if value is not None and (not isinstance(value, str) or not value):
                 raise UsageError(f"{name} must be a non-empty string")
+            if value is not None and len(value) > MAX_FILTER_CHARS:
+                raise UsageError(
+                    f"{name} is {len(value)} characters long (limit {MAX_FILTER_CHARS})"
+                )
         if nearest_km is not None and not (0 < nearest_km <= MAX_NEAREST_KM):
             raise UsageError(f"nearest_km must be above 0 and at most {MAX_NEAREST_KM:g}")
         return cls(lat=float(lat), lon=float(lon), filters=filters, nearest_km=nearest_km)

@@ -561,6 +561,7 @@ class _Connection(web.RequestHandler):
                     bytes(line).decode("latin-1") if isinstance(line, (bytes, bytearray)) else line
                 )
                 text = f"a request line or header field is longer than {limit} bytes: {start!r}"
+            text = " ".join(text.split())  # aiohttp's messages may point with a caret below
             log.info("unparsable request from %s: %s", request.remote, text)
             answer = error_response(status, "bad_http_request", text)
         answer.force_close()
@@ -700,22 +701,26 @@ def run_worker(options: ServeOptions, announce: bool = True) -> None:
 
     def say(addresses: str) -> None:
         if announce:
-            print(
-                f"coverlookup: serving {what} on {addresses} (pid {os.getpid()})", file=sys.stderr
-            )
-            sys.stderr.flush()
+            _say(f"coverlookup: serving {what} on {addresses} (pid {os.getpid()})")
 
     if not service.ready and announce:
 
         def first_load(index: Any) -> None:
             service.on_swap = None
-            print(f"coverlookup: ready: snapshot {index.snapshot_id}", file=sys.stderr, flush=True)
+            _say(f"coverlookup: ready: snapshot {index.snapshot_id}")
 
         service.on_swap = first_load
 
     asyncio.run(
         serve(app, options.host, options.port, reuse_port=options.workers > 1, announce=say)
     )
+
+
+def _say(line: str) -> None:
+    """One line on stderr in one write: workers share the stream, and print() writes the text
+    and its newline apart, so another worker's line could land between them."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def run(options: ServeOptions) -> int:

@@ -173,6 +173,15 @@ def test_lookup_json_matches_the_api(capsys: pytest.CaptureFixture[str]) -> None
     assert answer["matches"][0]["links"]["ieee1547_setup"].endswith("/smart-inverters/setup")
 
 
+def test_lookup_nothing_names_the_filters_and_radius(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lookup", str(MUNI_LAT), str(MUNI_LON), "--commodity", "bogus"]) == 0
+    out = capsys.readouterr().out
+    assert f"No territory with commodity=bogus in this snapshot contains {MUNI_LAT:g}," in out
+    assert main(["lookup", "0", "0", "--nearest-km", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "No territory in this snapshot contains 0, 0 (none within 10 km either)." in out
+
+
 def test_lookup_nearest(capsys: pytest.CaptureFixture[str]) -> None:
     lat, lon = demo.POINT_OUTSIDE
     assert main(["lookup", str(lat), str(lon), "--nearest-km", "10"]) == 0
@@ -369,8 +378,9 @@ def _raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes
             b"Content-Length: 3\r\n\r\n",
             "Content-Length can't be present with Transfer-Encoding",
         ),
+        (b"HELLO / HTTP/1.1\r\nHost: x\r\n\r\n", "Invalid method encountered: b'HELLO / HTTP/1.1' ^"),
     ],
-    ids=["long-url", "long-header", "no-host", "tls", "smuggling"],
+    ids=["long-url", "long-header", "no-host", "tls", "smuggling", "bad-method"],
 )
 def test_unparsable_requests_get_the_error_shape_and_no_traceback(
     request_bytes: bytes, message: str
@@ -383,6 +393,7 @@ def test_unparsable_requests_get_the_error_shape_and_no_traceback(
         assert status == 400 and headers["Content-Type"].startswith("application/json")
         error = json.loads(body)["error"]
         assert error["code"] == "bad_http_request" and message in error["message"]
+        assert "\n" not in error["message"]  # one line, for logs too
         assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200  # still serving
     finally:
         code = server.stop()

@@ -158,6 +158,7 @@ BAD_LOOKUPS = [
     ("lat=1&lon=2&colour=red", "bad_request", "unknown parameter 'colour'"),
     ("lat=1&lon=2&Commodity=electricity", "bad_request", "unknown parameter 'Commodity'"),
     ("lat=1&lon=2&commodity=", "bad_request", "commodity must be a non-empty string"),
+    ("lat=1&lon=2&type=" + "x" * 7000, "bad_request", "type is 7000 characters long (limit 200)"),
     ("lat=1&lon=2&nearest_km=0", "bad_request", "nearest_km must be above 0"),
     ("lat=1&lon=2&nearest_km=-3", "bad_request", "nearest_km must be above 0"),
     ("lat=1&lon=2&nearest_km=501", "bad_request", "nearest_km must be above 0"),
