@@ -398,7 +398,8 @@ class BatchRunner:
                         fast = -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0
                     except ValueError:
                         fast = False
-                    if not fast or "_" in lat_text or "_" in lon_text:
+                    odd = "_" in lat_text or "_" in lon_text or not (lat_text + lon_text).isascii()
+                    if not fast or odd:
                         try:
                             lat = _coordinate(lat_text, "latitude", 90.0)
                             lon = _coordinate(lon_text, "longitude", 180.0)
@@ -437,7 +438,8 @@ class BatchRunner:
         lon_texts = [fields[lon_i] for _, fields, _, _ in rows]
         # numpy (like float()) reads "4_3.85" as 43.85; _coordinate refuses digit separators,
         # so such a chunk takes the careful path and the row gets the same answer either way.
-        if "_" in "".join(lat_texts) or "_" in "".join(lon_texts):
+        joined = "".join(lat_texts) + "".join(lon_texts)
+        if "_" in joined or not joined.isascii():  # float() also reads '٣' and '１'
             return False
         try:
             lats = np.array(lat_texts, dtype=np.float64)
@@ -746,6 +748,8 @@ def _parse_record(text: str, delimiter: str) -> list[str]:
 
 def _coordinate(text: str, name: str, limit: float) -> float:
     """One coordinate cell: a plain finite decimal in range (a decimal comma is accepted)."""
+    if "_" in text or not text.isascii():  # float() reads 1_000 and Unicode digits
+        raise CoordinateError(f"{name} {text.strip()[:40]!r} is not a number")
     try:
         value = float(text)
     except ValueError:
@@ -762,8 +766,6 @@ def _coordinate(text: str, name: str, limit: float) -> float:
             raise CoordinateError(f"{name} {stripped[:40]!r} is not a number") from None
     if not -limit <= value <= limit:  # also false for NaN
         raise CoordinateError(f"{name} {text.strip()[:40]} is outside ±{limit:g}")
-    if "_" in text:
-        raise CoordinateError(f"{name} {text.strip()[:40]!r} is not a number")
     return value
 
 

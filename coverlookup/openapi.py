@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from coverlookup import __version__
+from coverlookup.service import MAX_FILTER_CHARS
 
 MAX_PAGE = 10_000
+MAX_OFFSET = 10**12  # far past any list; orjson writes integers up to 2**64
 
 
 def _param(
@@ -27,18 +29,21 @@ def _param(
 _ERROR_REF = {"$ref": "#/components/responses/Error"}
 
 
-def openapi() -> dict[str, Any]:
-    """The OpenAPI 3.1 description of every endpoint."""
+def openapi(max_body_bytes: int | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 description of every endpoint (``max_body_bytes``: the server's limit on
+    a batch body, published in the batch operation's description)."""
     num = {"type": "number"}
     text = {"type": "string"}
+    name = {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_CHARS}
     filters = [
         _param(
-            "commodity", "query", text, "only entries with this commodity type (e.g. electricity)"
+            "commodity", "query", name, "only entries with this commodity type (e.g. electricity)"
         ),
-        _param("capability", "query", text, "only entries offering this capability (e.g. oauth)"),
-        _param("infrastructure", "query", text, "only entries with this infrastructure type"),
-        _param("type", "query", text, "only entries of this type (geographic, dataset)"),
+        _param("capability", "query", name, "only entries offering this capability (e.g. oauth)"),
+        _param("infrastructure", "query", name, "only entries with this infrastructure type"),
+        _param("type", "query", name, "only entries of this type (geographic, dataset)"),
     ]
+    limit = f" A body over {max_body_bytes} bytes is a 413." if max_body_bytes is not None else ""
     json_ok = lambda ref, desc: {  # noqa: E731
         "description": desc,
         "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
@@ -55,7 +60,12 @@ def openapi() -> dict[str, Any]:
         _param(
             "limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "page size"
         ),
-        _param("offset", "query", {"type": "integer", "minimum": 0}, "first item"),
+        _param(
+            "offset",
+            "query",
+            {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+            "first item (past the end: an empty page)",
+        ),
     ]
     return {
         "openapi": "3.1.0",
@@ -99,6 +109,7 @@ def openapi() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": json_ok("LookupAnswer", "matches, smallest territory first"),
+                        "422": {**_ERROR_REF, "description": "the address could not be geocoded"},
                         "501": _ERROR_REF,
                         **errors,
                     },
@@ -108,6 +119,8 @@ def openapi() -> dict[str, Any]:
                 "post": {
                     "summary": "Many lookups at once: CSV in, CSV (or ?format=jsonl) out; "
                     "a JSON list of {lat, lon} / {address} / {zip} objects in, JSON out",
+                    "description": "Each row or item is answered in order; a bad one gets "
+                    "status=error and a message naming its line." + limit,
                     "requestBody": {"content": {"text/csv": {}, "application/json": {}}},
                     "responses": {
                         "200": {

@@ -47,7 +47,7 @@ DEFAULT_CANDIDATE_KM = 10.0
 MAX_ADDRESS_CHARS = 1000
 
 # Plain decimal numbers only: float() would also take "nan", "inf", "1_000" and " 12 ".
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII
 
 # Returns a new index, or None when the source has not changed since the last load.
 IndexLoader = Callable[[], Awaitable["CoverageIndex | None"]]

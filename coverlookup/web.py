@@ -38,7 +38,7 @@ from coverlookup.errors import (
     UsageError,
 )
 from coverlookup.metrics import PUBLISH_INTERVAL_S, Metrics
-from coverlookup.openapi import MAX_PAGE, openapi
+from coverlookup.openapi import MAX_OFFSET, MAX_PAGE, openapi
 from coverlookup.service import (
     CRAWL_STATE_FILE,
     FILTERS,
@@ -302,7 +302,21 @@ async def handle_batch(request: web.Request) -> web.StreamResponse:
     limit = config.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    body = await request.read()  # bounded by client_max_size: a chunked body over it is a 413
+    try:
+        body = await request.read()  # bounded by client_max_size: a chunked body over it is a 413
+    except web.RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a body that is not
+        encoding = request.headers.get("Content-Encoding", "")[:40]
+        reason = " ".join(str(exc).split())
+        response = error_response(
+            400,
+            "bad_request",
+            f"the request body could not be read (Content-Encoding {encoding!r}): {reason}",
+        )
+        # The rest of the body cannot be read either: do not try (aiohttp would, and log the
+        # same error as unhandled), and close the connection after this answer.
+        request.content.feed_eof()
+        response.force_close()
+        return response
     if not body.strip():
         raise UsageError("the request body is empty; send a CSV with a header row, or a JSON list")
     service = request.app[SERVICE]
@@ -370,16 +384,19 @@ def _next_items(iterator: Iterator[Any], count: int) -> list[Any]:
 def _page(request: web.Request) -> tuple[int, int]:
     params = _params(request, LIST_PARAMS)
     values = {}
-    for name, default, high in (("limit", 1000, MAX_PAGE), ("offset", 0, None)):
+    for name, default, low, high in (("limit", 1000, 1, MAX_PAGE), ("offset", 0, 0, MAX_OFFSET)):
         text = params.get(name)
         if text is None:
             values[name] = default
             continue
-        if not text.isdigit() or len(text) > 9:
+        # ASCII digits only: str.isdigit() also takes '²' and '①', which int() refuses.
+        if not (text.isascii() and text.isdigit()):
             raise UsageError(f"{name} must be a non-negative integer, got {text[:40]!r}")
-        values[name] = int(text)
-        if high is not None and not 1 <= values[name] <= high:
-            raise UsageError(f"{name} must be between 1 and {high}")
+        digits = text.lstrip("0") or "0"
+        value = int(digits) if len(digits) <= 20 else high + 1
+        if not low <= value <= high:
+            raise UsageError(f"{name} must be between {low} and {high}, got {text[:40]}")
+        values[name] = value  # an offset past the end is an empty page
     return values["limit"], values["offset"]
 
 
@@ -428,7 +445,7 @@ async def handle_metrics(request: web.Request) -> web.Response:
 
 
 async def handle_openapi(request: web.Request) -> web.Response:
-    return _json(openapi())
+    return _json(openapi(request.app[CONFIG].max_body_bytes))
 
 
 _UNMATCHED_PATH = r"/{unmatched_path:[\s\S]*}"  # any path, even one with a newline in it

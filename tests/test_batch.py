@@ -438,3 +438,12 @@ def test_zip_cells_saved_as_numbers_get_their_zeros_back(cell: str, query: str) 
     from coverlookup.batch import _zip_text
 
     assert _zip_text(cell) == query
+
+
+@pytest.mark.parametrize("cell", ["1_000", "4_0", "\u0663", "\uff11", "3\u00b2"])
+def test_coordinates_are_plain_ascii_decimals(index: CoverageIndex, cell: str) -> None:
+    # float() reads digit separators and any Unicode digit; a coordinate cell is refused either
+    # way, clean chunk or not, with the same message.
+    for body in (f"lat,lon\n{cell},1\n", f"lat,lon\nx,1\n{cell},1\n"):
+        text, _ = run(index, body.encode())
+        assert rows_of(text)[-1]["error"].endswith(f"latitude {cell!r} is not a number")

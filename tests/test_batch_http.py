@@ -124,11 +124,12 @@ async def test_unsupported_body_type_is_415(client: Any) -> None:
     }
 
 
-async def test_request_size_is_limited(client: Any) -> None:
+async def test_request_size_is_limited(client: Any, caplog: pytest.LogCaptureFixture) -> None:
     body = b"lat,lon\n" + b"36.7,-119.8\n" * 6000  # 72 KB, over the 64 KiB limit
     response = await post(client, body, "text/csv")
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "body_too_large"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
 async def test_large_csv_streams_in_order(client: Any) -> None:
@@ -139,3 +140,22 @@ async def test_large_csv_streams_in_order(client: Any) -> None:
     rows = list(csv.DictReader(io.StringIO(await response.text())))
     assert [r["n"] for r in rows] == [str(n) for n in range(2500)]
     assert {r["match_count"] for r in rows} == {"2"}
+
+
+async def test_a_body_that_does_not_decode_is_400(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    for body in (b"lat,lon\n40,-105\n", bytes(range(256)) * 200):
+        response = await client.post(
+            "/v1/lookup/batch",
+            data=body,
+            headers={"Content-Type": "text/csv", "Content-Encoding": "gzip"},
+        )
+        assert response.status == 400
+        error = (await response.json())["error"]
+        assert error["code"] == "bad_request" and "\n" not in error["message"]
+        assert error["message"].startswith(
+            "the request body could not be read (Content-Encoding 'gzip')"
+        )
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # nothing "unhandled"
+    assert (await client.get("/healthz")).status == 200

@@ -378,7 +378,10 @@ def _raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes
             b"Content-Length: 3\r\n\r\n",
             "Content-Length can't be present with Transfer-Encoding",
         ),
-        (b"HELLO / HTTP/1.1\r\nHost: x\r\n\r\n", "Invalid method encountered: b'HELLO / HTTP/1.1' ^"),
+        (
+            b"HELLO / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "Invalid method encountered: b'HELLO / HTTP/1.1' ^",
+        ),
     ],
     ids=["long-url", "long-header", "no-host", "tls", "smuggling", "bad-method"],
 )

@@ -151,6 +151,8 @@ BAD_LOOKUPS = [
     ("lat=1_0&lon=1", "invalid_coordinate", "lat must be a decimal number"),
     ("lat=%201&lon=1", "invalid_coordinate", "lat must be a decimal number"),
     ("lat=0x10&lon=1", "invalid_coordinate", "lat must be a decimal number"),
+    ("lat=%D9%A3&lon=1", "invalid_coordinate", "lat must be a decimal number"),  # Arabic-Indic 3
+    ("lat=%EF%BC%91&lon=1", "invalid_coordinate", "lat must be a decimal number"),  # fullwidth 1
     ("lat=90.0001&lon=1", "invalid_coordinate", "lat must be between -90 and 90"),
     ("lat=1&lon=-180.5", "invalid_coordinate", "lon must be between -180 and 180"),
     ("lat=1&lat=2&lon=3", "bad_request", "parameter 'lat' given more than once"),
@@ -211,6 +213,9 @@ async def test_batch_answers_and_oversized_bodies_are_413(client: Any) -> None:
         ("GET", "/v1/servers?limit=0", 400, "bad_request"),
         ("GET", "/v1/servers?limit=abc", 400, "bad_request"),
         ("GET", "/v1/servers?offset=-1", 400, "bad_request"),
+        ("GET", "/v1/servers?limit=%C2%B2", 400, "bad_request"),  # '²' passes str.isdigit()
+        ("GET", "/v1/servers?offset=%E2%91%A0", 400, "bad_request"),  # '①' too
+        ("GET", "/v1/servers?limit=%D9%A3", 400, "bad_request"),  # Arabic-Indic 3
         ("GET", "/v1/servers?page=2", 400, "bad_request"),
         ("GET", "/v1/status?verbose=1", 400, "bad_request"),
     ],
@@ -601,3 +606,14 @@ async def test_routes_a_caller_adds_after_create_app_are_served(
     assert (await response.json())["error"]["code"] == "method_not_allowed"
     missing = await get_json(client, "/still/missing", 404)
     assert missing["error"]["code"] == "not_found"
+
+
+async def test_offsets_past_the_end_are_empty_pages(client: Any) -> None:
+    for offset in ("1000000000", "1000000000000"):
+        page = await get_json(client, f"/v1/servers?offset={offset}")
+        assert page["servers"] == [] and page["offset"] == int(offset)
+    for offset in ("1000000000001", "9" * 40, "9" * 5000):
+        error = (await get_json(client, f"/v1/servers?offset={offset}", 400))["error"]
+        assert error["message"] == f"offset must be between 0 and 1000000000000, got {offset[:40]}"
+    padded = await get_json(client, "/v1/servers?offset=00000000005")
+    assert padded == await get_json(client, "/v1/servers?offset=5")
