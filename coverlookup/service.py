@@ -580,11 +580,14 @@ class LookupBatcher:
 
     def submit(self, query: Query) -> asyncio.Future[bytes]:
         """A future for ``orjson.dumps(service.lookup(query))``, or the error it raised."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if not self._pending:
-            self._loop = loop
+        loop = self._loop
+        if not self._pending or loop is None:
+            # The first request of a batch finds the loop; the others join the batch in it.
+            # (asyncio.get_running_loop() makes a getpid() system call in CPython 3.11, which
+            # profiling showed as 3% of the server's time under load.)
+            loop = self._loop = asyncio.get_running_loop()
             loop.call_soon(self._flush)
+        future = loop.create_future()
         self._pending.append((query, future))
         return future
 
