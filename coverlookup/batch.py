@@ -748,12 +748,12 @@ def _parse_record(text: str, delimiter: str) -> list[str]:
 
 def _coordinate(text: str, name: str, limit: float) -> float:
     """One coordinate cell: a plain finite decimal in range (a decimal comma is accepted)."""
-    if "_" in text or not text.isascii():  # float() reads 1_000 and Unicode digits
-        raise CoordinateError(f"{name} {text.strip()[:40]!r} is not a number")
+    stripped = text.strip()  # float() strips any Unicode space too (a spreadsheet's NBSP)
+    if "_" in stripped or not stripped.isascii():  # float() reads 1_000 and Unicode digits
+        raise CoordinateError(f"{name} {stripped[:40]!r} is not a number")
     try:
         value = float(text)
     except ValueError:
-        stripped = text.strip()
         if not stripped:
             raise CoordinateError(f"empty {name}") from None
         # 36,74 from a locale that writes decimal commas (such files use ; as the delimiter)
@@ -765,7 +765,7 @@ def _coordinate(text: str, name: str, limit: float) -> float:
         else:
             raise CoordinateError(f"{name} {stripped[:40]!r} is not a number") from None
     if not -limit <= value <= limit:  # also false for NaN
-        raise CoordinateError(f"{name} {text.strip()[:40]} is outside ±{limit:g}")
+        raise CoordinateError(f"{name} {stripped[:40]} is outside ±{limit:g}")
     return value
 
 

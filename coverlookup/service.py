@@ -425,6 +425,7 @@ class LookupService:
         if len(address) > MAX_ADDRESS_CHARS:
             raise UsageError(f"address is {len(address)} characters (limit {MAX_ADDRESS_CHARS})")
         index = index or self.index
+        Query.make(0.0, 0.0, nearest_km=nearest_km, **filters)  # bad options: before geocoding
         location = require_location(self.geocoder, address)
         query = Query.make(location.lat, location.lon, nearest_km=nearest_km, **filters)
         answer = self.lookup(query, index=index)

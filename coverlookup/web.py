@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import LineTooLong
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from coverlookup.errors import (
     CoordinateError,
@@ -499,18 +499,12 @@ def create_app(
         resource.add_route(method, endpoint)
         if method == "GET":  # HEAD answers as GET does, without the body (curl -I, probes)
             resource.add_route("HEAD", endpoint)
-    # Added at start-up, after any route a caller adds to the app, so it takes only what no
-    # other route does (as "unmatched" in the metrics).
-    app.on_startup.append(_add_unmatched_route)
+    # Any path no other route takes (as "unmatched" in the metrics), even a route a caller adds
+    # after this: aiohttp (3.10 and later) tries the longest fixed path prefix first.
+    unmatched = _endpoint("unmatched", handle_unmatched, metrics, config)
+    app.router.add_route("*", _UNMATCHED_PATH, unmatched)
     app.cleanup_ctx.append(_background)
     return app
-
-
-async def _add_unmatched_route(app: web.Application) -> None:
-    if any(r.name == "unmatched" for r in app.router.routes()):  # started before
-        return
-    unmatched = _endpoint("unmatched", handle_unmatched, app[METRICS], app[CONFIG])
-    app.router.add_route("*", _UNMATCHED_PATH, unmatched, name="unmatched")
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
@@ -567,7 +561,8 @@ class _Connection(web.RequestHandler):
     ) -> web.StreamResponse:
         if status >= 500:
             super().handle_error(request, status, exc, message)  # logs it, with the traceback
-            answer = error_response(500, "internal", "internal error; it has been logged")
+            code = "internal" if status == 500 else "unavailable"
+            answer = error_response(status, code, f"{status} error; it has been logged")
         else:
             if request.writer.output_size > 0:  # as aiohttp: too late to answer
                 raise ConnectionError("the response has started; cannot send an error")
@@ -583,6 +578,17 @@ class _Connection(web.RequestHandler):
             answer = error_response(status, "bad_http_request", text)
         answer.force_close()
         return answer
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        # A body the client sent that does not decode (Content-Encoding: gzip on bytes that are
+        # not) fails again when aiohttp reads what a handler left unread: the client's fault,
+        # worth one line, not an error with three chained tracebacks.
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, (web.RequestPayloadError, HttpProcessingError)):
+            what = args[0] % args[1:] if args else "request body"
+            log.info("%s: unreadable request body: %s", what, " ".join(str(exc).split()))
+            return
+        super().log_exception(*args, **kwargs)
 
 
 class _Server(web.Server):

@@ -447,3 +447,9 @@ def test_coordinates_are_plain_ascii_decimals(index: CoverageIndex, cell: str) -
     for body in (f"lat,lon\n{cell},1\n", f"lat,lon\nx,1\n{cell},1\n"):
         text, _ = run(index, body.encode())
         assert rows_of(text)[-1]["error"].endswith(f"latitude {cell!r} is not a number")
+
+
+def test_coordinates_padded_with_unicode_spaces_are_read(index: CoverageIndex) -> None:
+    # Spreadsheet exports pad cells with no-break spaces; float() strips them, and so do we.
+    text, _ = run(index, "lat,lon\n36.74\u00a0,\u2007-119.78\n".encode())
+    assert [r["status"] for r in rows_of(text)] == ["ok"]

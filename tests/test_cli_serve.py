@@ -402,3 +402,29 @@ def test_unparsable_requests_get_the_error_shape_and_no_traceback(
         code = server.stop()
     assert code == 0
     assert "Traceback" not in "".join(server.remaining_lines())
+
+
+def test_bodies_that_do_not_decode_are_not_logged_as_errors() -> None:
+    port = _free_port()
+    server = _Server("--port", str(port))
+    garbage = bytes(range(256)) * 8
+    head = "Host: x\r\nContent-Encoding: gzip\r\nContent-Type: text/csv\r\n"
+    try:
+        server.wait_serving()
+        for start, status in (
+            (f"GET /v1/lookup?lat={MUNI_LAT}&lon={MUNI_LON} HTTP/1.1", 200),  # a body it ignores
+            ("POST /nowhere HTTP/1.1", 404),
+            ("POST /v1/lookup/batch?format=x HTTP/1.1", 400),  # refused before reading
+            ("POST /v1/lookup/batch HTTP/1.1", 400),  # read, and does not decode
+        ):
+            request = (
+                f"{start}\r\n{head}Content-Length: {len(garbage)}\r\nConnection: close\r\n\r\n"
+            )
+            got, headers, body = _raw_exchange(port, request.encode() + garbage)
+            assert got == status and headers["Content-Type"].startswith("application/json")
+            json.loads(body)
+    finally:
+        code = server.stop()
+    assert code == 0
+    logged = "".join(server.remaining_lines())
+    assert "Traceback" not in logged and "ERROR" not in logged, logged

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import pytest
 
 from coverlookup import demo
+from coverlookup.errors import UsageError
 from coverlookup.index import CoverageIndex
 from coverlookup.model import server_id_for
 from coverlookup.service import LookupService, Query
@@ -617,3 +618,30 @@ async def test_offsets_past_the_end_are_empty_pages(client: Any) -> None:
         assert error["message"] == f"offset must be between 0 and 1000000000000, got {offset[:40]}"
     padded = await get_json(client, "/v1/servers?offset=00000000005")
     assert padded == await get_json(client, "/v1/servers?offset=5")
+
+
+async def test_the_app_works_as_a_sub_application(
+    aiohttp_client: Any, index: CoverageIndex
+) -> None:
+    from aiohttp import web
+
+    parent = web.Application()
+    parent.add_subapp("/api", create_app(LookupService(index)))
+    client = await aiohttp_client(parent)
+    answer = await get_json(client, f"/api/v1/lookup?lat={IOU_LAT}&lon={IOU_LON}")
+    assert keys(answer) == [GAS, IOU]
+    assert (await get_json(client, "/api/no/such/path", 404))["error"]["code"] == "not_found"
+
+
+async def test_address_lookup_checks_its_options_before_geocoding(index: CoverageIndex) -> None:
+    class Refusing:
+        name = "refusing"
+
+        def geocode(self, text: str) -> Any:
+            raise AssertionError("geocoded although an option was bad")
+
+    service = LookupService(index, geocoder=Refusing())  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="type is 300 characters long"):
+        service.lookup_address("1 Main St, Springfield", type="x" * 300)
+    with pytest.raises(UsageError, match="nearest_km must be above 0"):
+        service.lookup_address("1 Main St, Springfield", nearest_km=0.0)
