@@ -363,6 +363,30 @@ class CoverageIndex:
             return found
         return [t for t in found if mask[t]]
 
+    def covering_many(self, lats: Sequence[float], lons: Sequence[float]) -> list[list[int]]:
+        """:meth:`covering` with no filters for each point, in one call: for a server answering
+        a batch of requests, whose per-point cost is mostly the call itself."""
+        if len(lats) != len(lons):
+            raise UsageError("lats and lons differ in length")
+        cells = self._cells if self._cells is not None else self._cell_dict()
+        scale, geoms = self._scale, self._geoms
+        ncols = 360 * scale + 1
+        inside = intersects_xy
+        out: list[list[int]] = []
+        for lat, lon in zip(lats, lons, strict=True):
+            if not (-90.0 <= lat <= 90.0 and -180.0 < lon < 180.0) or self._big:
+                out.append(self.covering(lat, lon))  # checks; the antimeridian; big territories
+                continue
+            found = []
+            # cell_key(), inline
+            for v in cells.get(int((lat + 90.0) * scale) * ncols + int((lon + 180.0) * scale), ()):
+                if v >= 0:
+                    found.append(v)
+                elif inside(geoms[~v], lon, lat):
+                    found.append(~v)
+            out.append(found)
+        return out
+
     def territory_match(self, t: int) -> Match:
         """The match for territory number ``t`` with no point-specific distance."""
         return self._base[t]

@@ -343,25 +343,43 @@ class LookupService:
             snapshot = orjson.dumps({"id": index.snapshot_id, "created": index.created})
             cached = self._pieces = (index, {}, b'],"snapshot":' + snapshot + b"}")
         pieces, tail = cached[1], cached[2]
+        dumps = orjson.dumps
+        # Queries with no options (most of them) are located in one call.
+        plain = [i for i, q in enumerate(queries) if not q.filters and q.nearest_km is None]
+        located: dict[int, list[int]] = {}
+        if plain:
+            try:
+                found_lists = index.covering_many(
+                    [queries[i].lat for i in plain], [queries[i].lon for i in plain]
+                )
+                located = dict(zip(plain, found_lists, strict=True))
+            except Exception:  # each query below then meets its own error, if it has one
+                located = {}
         plans: list[Any] = []  # per query: its answer or error, or (head, territories, offset)
         territories: list[int] = []
         lons: list[float] = []
         lats: list[float] = []
-        for query in queries:
-            try:
-                if query.nearest_km is not None:  # rare, and may search: the general path
-                    plans.append(orjson.dumps(self.lookup(query, index=index)))
+        for i, query in enumerate(queries):
+            found = located.get(i)
+            if found is not None:
+                head = dumps({"lat": query.lat, "lon": query.lon})
+            else:
+                try:
+                    if query.nearest_km is not None:  # rare, and may search: the general path
+                        plans.append(dumps(self.lookup(query, index=index)))
+                        continue
+                    filters = {k: v for k, v in query.filters.items() if v is not None}
+                    found = index.covering(query.lat, query.lon, **filters)
+                    head = dumps({"lat": query.lat, "lon": query.lon, **filters})
+                except Exception as exc:  # this query's own error; the others are answered
+                    plans.append(exc)
                     continue
-                filters = {k: v for k, v in query.filters.items() if v is not None}
-                found = index.covering(query.lat, query.lon, **filters)
-                head = orjson.dumps({"lat": query.lat, "lon": query.lon, **filters})
-            except Exception as exc:  # this query's own error; the others are answered
-                plans.append(exc)
-                continue
             plans.append((head, found, len(territories)))
-            territories.extend(found)
-            lons.extend([query.lon] * len(found))
-            lats.extend([query.lat] * len(found))
+            if found:
+                n = len(found)
+                territories += found
+                lons += [query.lon] * n
+                lats += [query.lat] * n
         measured: list[float | None] | None
         try:
             measured = index.boundary_distances(territories, lons, lats)
@@ -377,18 +395,19 @@ class LookupService:
                 continue
             try:
                 if measured is None:
-                    out.append(orjson.dumps(self.lookup(query, index=index)))
+                    out.append(dumps(self.lookup(query, index=index)))
                     continue
                 head, found, offset = plan
                 parts = []
-                for i, t in enumerate(found, offset):
+                for t in found:
                     around = pieces.get(t)
                     if around is None:
                         around = pieces[t] = _split_at_distance(index.territory_match(t))
-                    distance = measured[i]
+                    distance = measured[offset]
+                    offset += 1
                     parts.append(
                         around[0]
-                        + (b"null" if distance is None else orjson.dumps(round(distance, 1)))
+                        + (b"null" if distance is None else dumps(round(distance, 1)))
                         + around[1]
                     )
                 out.append(b'{"query":' + head + b',"matches":[' + b",".join(parts) + tail)

@@ -629,3 +629,20 @@ def test_covering_applies_filters_like_lookup(mixed):
         assert _keys(mixed.lookup(0.5, 0.5, **kwargs)) == expected
     with pytest.raises(CoordinateError):
         mixed.covering(91.0, 0.0)
+
+
+def test_covering_many_is_covering_point_by_point(squares, world_edges, us_index):
+    rng = np.random.default_rng(7)
+    for index, lats, lons in (
+        (squares, [0.5, 0.5, 0.0, 12.0, 11.0, -0.000001], [0.5, 1.0, 1.0, 12.0, 12.0, 0.5]),
+        (world_edges, [55.0, 55.0, 90.0, -17.0, -90.0], [180.0, -180.0, 0.0, 176.0, -180.0]),
+        (us_index, rng.uniform(24.5, 49.4, 500).tolist(), rng.uniform(-124.8, -66.9, 500).tolist()),
+    ):
+        assert index.covering_many(lats, lons) == [
+            index.covering(lat, lon) for lat, lon in zip(lats, lons, strict=True)
+        ]
+    assert squares.covering_many([], []) == []
+    with pytest.raises(CoordinateError):
+        squares.covering_many([0.5, math.nan], [0.5, 0.5])
+    with pytest.raises(CoordinateError):
+        squares.covering_many([0.5], [180.5])

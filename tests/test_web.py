@@ -562,14 +562,20 @@ async def test_one_failing_lookup_does_not_fail_its_batch(
 ) -> None:
     import asyncio
 
-    original = CoverageIndex.covering
+    original, original_many = CoverageIndex.covering, CoverageIndex.covering_many
 
     def covering(self: CoverageIndex, lat: float, lon: float, **filters: Any) -> list[int]:
         if lat == 43.5:
             raise RuntimeError("a bug on one point")
         return original(self, lat, lon, **filters)
 
+    def covering_many(self: CoverageIndex, lats: Any, lons: Any) -> list[list[int]]:
+        if 43.5 in lats:  # the batch's call fails: each query is then located on its own
+            raise RuntimeError("a bug on one point")
+        return original_many(self, lats, lons)
+
     monkeypatch.setattr(CoverageIndex, "covering", covering)
+    monkeypatch.setattr(CoverageIndex, "covering_many", covering_many)
     client = await aiohttp_client(create_app(LookupService(index)))
     paths = [f"/v1/lookup?lat={lat}&lon={IOU_LON}" for lat in (IOU_LAT, 43.5, MUNI_LAT)]
     responses = await asyncio.gather(*(client.get(p) for p in paths))
