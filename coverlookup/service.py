@@ -611,6 +611,15 @@ class LookupBatcher:
         self._pending.append((query, future))
         return future
 
+    def close(self) -> None:
+        """Fail any request still waiting and forget the loop (an app that stops may be started
+        again in another loop)."""
+        pending, self._pending, self._loop = self._pending, [], None
+        self._passes = self._seen = 0
+        for _, future in pending:
+            if not future.done() and not future.get_loop().is_closed():
+                future.set_exception(RuntimeError("the server is stopping"))
+
     def _flush(self) -> None:
         waiting = len(self._pending)
         if self._seen < waiting < self.MAX_BATCH and self._passes < self.LINGER_PASSES:

@@ -521,6 +521,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    batcher.close()
     metrics.publish(batcher)  # the last counts stay for the processes still serving
 
 

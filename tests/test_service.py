@@ -419,3 +419,29 @@ async def test_batcher_never_leaves_a_request_waiting() -> None:
         asyncio.gather(*(batcher.submit(q) for q in queries), return_exceptions=True), 5
     )
     assert all(isinstance(r, RuntimeError) and "StopIteration" in str(r) for r in results)
+
+
+def test_a_closed_batcher_fails_what_waits_and_serves_a_new_loop() -> None:
+    import asyncio
+
+    from coverlookup import demo
+    from coverlookup.index import CoverageIndex
+    from coverlookup.service import LookupBatcher
+
+    service = LookupService(CoverageIndex.demo())
+    batcher = LookupBatcher(service)
+    query = Query.make(*demo.POINT_IN_IOU)
+
+    async def submit_only() -> asyncio.Future[bytes]:
+        return batcher.submit(query)  # its loop ends before the batch is answered
+
+    loop = asyncio.new_event_loop()
+    waiting = loop.run_until_complete(submit_only())
+    batcher.close()
+    assert waiting.done() and "stopping" in str(waiting.exception())
+    loop.close()
+
+    async def answered() -> bytes:
+        return await batcher.submit(query)
+
+    assert asyncio.run(answered()) == orjson.dumps(service.lookup(query))
