@@ -139,8 +139,6 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
     return response
 
 
-# --- metrics --------------------------------------------------------------------------------------
-
 # --- every endpoint's wrapper: errors, CORS, metrics ---------------------------------------------
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -585,9 +583,9 @@ class _Connection(web.RequestHandler):
         # not) fails again when aiohttp reads what a handler left unread: the client's fault,
         # worth one line, not an error with three chained tracebacks.
         exc = kwargs.get("exc_info")
-        if isinstance(exc, (web.RequestPayloadError, HttpProcessingError)):
-            what = args[0] % args[1:] if args else "request body"
-            log.info("%s: unreadable request body: %s", what, " ".join(str(exc).split()))
+        if isinstance(exc, (web.RequestPayloadError, HttpProcessingError)) and args:
+            reason = " ".join(str(exc).split())
+            log.info(f"{args[0]}: unreadable request body: %s", *args[1:], reason)
             return
         super().log_exception(*args, **kwargs)
 
