@@ -49,6 +49,7 @@ from coverlookup.service import (
     Query,
     RefreshState,
     parse_number,
+    plain_point_query,
     write_crawl_state,
 )
 
@@ -249,17 +250,16 @@ def _nearest_km(text: str | None) -> float | None:
 
 
 async def handle_lookup(request: web.Request) -> web.Response:
-    params = _params(request, LOOKUP_PARAMS)
-    if len(params) == 2 and "lat" in params and "lon" in params:  # most requests: no options
-        query = Query.make(parse_number(params["lat"], "lat"), parse_number(params["lon"], "lon"))
-    elif "address" in params:
-        return _json(await _lookup_address(request.app[SERVICE], params))
-    else:
+    query = plain_point_query(request.rel_url.raw_query_string)  # most requests: no options
+    if query is None:
+        params = _params(request, LOOKUP_PARAMS)
+        if "address" in params:
+            return _json(await _lookup_address(request.app[SERVICE], params))
         query = Query.make(
             parse_number(params.get("lat"), "lat"),
             parse_number(params.get("lon"), "lon"),
             nearest_km=_nearest_km(params.get("nearest_km")),
-            **{name: params.get(name) for name in FILTERS},
+            **{name: params[name] for name in FILTERS if name in params},
         )
     body = await request.app[BATCHER].submit(query)
     return web.Response(body=body, content_type="application/json")

@@ -445,3 +445,36 @@ def test_a_closed_batcher_fails_what_waits_and_serves_a_new_loop() -> None:
         return await batcher.submit(query)
 
     assert asyncio.run(answered()) == orjson.dumps(service.lookup(query))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("lat=43.85&lon=-120.5", (43.85, -120.5)),
+        ("lat=-90&lon=180", (-90.0, 180.0)),
+        ("lat=.5&lon=+1e1", (0.5, 10.0)),
+        ("lat=91&lon=0", None),  # out of range: the general parser says so
+        ("lat=1e400&lon=0", None),  # inf
+        ("lon=0&lat=1", None),  # another order
+        ("lat=1&lon=2&commodity=gas", None),
+        ("lat=1&lon=2&", None),
+        ("lat=nan&lon=0", None),
+        ("lat=%31&lon=2", None),  # percent-encoded
+        ("lat=\u0663&lon=2", None),  # Arabic-Indic 3
+        ("lat=1_0&lon=2", None),
+        ("", None),
+    ],
+)
+def test_plain_point_query_takes_only_plain_points(raw: str, expected: Any) -> None:
+    from coverlookup.service import plain_point_query
+
+    query = plain_point_query(raw)
+    if expected is None:
+        assert query is None
+    else:
+        assert query == Query.make(*expected)
+        assert (query.lat, query.lon, dict(query.filters), query.nearest_km) == (
+            *expected,
+            {},
+            None,
+        )

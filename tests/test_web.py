@@ -651,3 +651,10 @@ async def test_address_lookup_checks_its_options_before_geocoding(index: Coverag
         service.lookup_address("1 Main St, Springfield", type="x" * 300)
     with pytest.raises(UsageError, match="nearest_km must be above 0"):
         service.lookup_address("1 Main St, Springfield", nearest_km=0.0)
+
+
+async def test_plain_and_general_query_parsing_answer_alike(client: Any) -> None:
+    plain = await client.get(f"/v1/lookup?lat={MUNI_LAT}&lon={MUNI_LON}")
+    general = await client.get(f"/v1/lookup?lon={MUNI_LON}&lat={MUNI_LAT}")
+    assert plain.status == general.status == 200
+    assert await plain.read() == await general.read()
