@@ -374,8 +374,13 @@ class CoverageIndex:
         inside = intersects_xy
         out: list[list[int]] = []
         for lat, lon in zip(lats, lons, strict=True):
-            if not (-90.0 <= lat <= 90.0 and -180.0 < lon < 180.0) or self._big:
-                out.append(self.covering(lat, lon))  # checks; the antimeridian; big territories
+            if (
+                type(lat) is not float
+                or type(lon) is not float
+                or not (-90.0 <= lat <= 90.0 and -180.0 < lon < 180.0)
+                or self._big
+            ):  # covering() checks and converts; the antimeridian; big territories
+                out.append(self.covering(lat, lon))
                 continue
             found = []
             # cell_key(), inline

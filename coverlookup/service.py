@@ -78,7 +78,9 @@ def parse_number(text: str | None, name: str) -> float:
     return value
 
 
-_LAT_LON = re.compile(rf"lat=({_NUMBER.pattern})&lon=({_NUMBER.pattern})")
+# _NUMBER without '+': in a raw query string '+' is a space, which the general parser refuses.
+_PLAIN_NUMBER = r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]-?[0-9]+)?"
+_LAT_LON = re.compile(rf"lat=({_PLAIN_NUMBER})&lon=({_PLAIN_NUMBER})")
 _NO_FILTERS: Mapping[str, str | None] = MappingProxyType({})
 
 
@@ -379,20 +381,20 @@ class LookupService:
         lons: list[float] = []
         lats: list[float] = []
         for i, query in enumerate(queries):
-            found = located.get(i)
-            if found is not None:
-                head = dumps({"lat": query.lat, "lon": query.lon})
-            else:
-                try:
-                    if query.nearest_km is not None:  # rare, and may search: the general path
-                        plans.append(dumps(self.lookup(query, index=index)))
-                        continue
+            try:
+                found = located.get(i)
+                if found is not None:
+                    head = dumps({"lat": query.lat, "lon": query.lon})
+                elif query.nearest_km is not None:  # rare, and may search: the general path
+                    plans.append(dumps(self.lookup(query, index=index)))
+                    continue
+                else:
                     filters = {k: v for k, v in query.filters.items() if v is not None}
                     found = index.covering(query.lat, query.lon, **filters)
                     head = dumps({"lat": query.lat, "lon": query.lon, **filters})
-                except Exception as exc:  # this query's own error; the others are answered
-                    plans.append(exc)
-                    continue
+            except Exception as exc:  # this query's own error; the others are answered
+                plans.append(exc)
+                continue
             plans.append((head, found, len(territories)))
             if found:
                 n = len(found)

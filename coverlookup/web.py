@@ -514,13 +514,15 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if metrics.shared_dir is not None:
         tasks.append(asyncio.create_task(_publish_metrics(metrics, batcher)))
     yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    batcher.close()
-    metrics.publish(batcher)  # the last counts stay for the processes still serving
+    try:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        batcher.close()
+        metrics.publish(batcher)  # the last counts stay for the processes still serving
 
 
 async def _publish_metrics(metrics: Metrics, batcher: LookupBatcher) -> None:

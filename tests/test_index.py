@@ -642,6 +642,8 @@ def test_covering_many_is_covering_point_by_point(squares, world_edges, us_index
             index.covering(lat, lon) for lat, lon in zip(lats, lons, strict=True)
         ]
     assert squares.covering_many([], []) == []
+    lat32, lon32 = np.float32(48.999996), np.float32(-99.15676)  # not floats: covering() converts
+    assert us_index.covering_many([lat32], [lon32]) == [us_index.covering(lat32, lon32)]
     with pytest.raises(CoordinateError):
         squares.covering_many([0.5, math.nan], [0.5, 0.5])
     with pytest.raises(CoordinateError):

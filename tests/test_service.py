@@ -452,7 +452,9 @@ def test_a_closed_batcher_fails_what_waits_and_serves_a_new_loop() -> None:
     [
         ("lat=43.85&lon=-120.5", (43.85, -120.5)),
         ("lat=-90&lon=180", (-90.0, 180.0)),
-        ("lat=.5&lon=+1e1", (0.5, 10.0)),
+        ("lat=.5&lon=-1e1", (0.5, -10.0)),
+        ("lat=+1&lon=2", None),  # '+' is a space in a query string: the general parser refuses it
+        ("lat=1e+1&lon=2", None),
         ("lat=91&lon=0", None),  # out of range: the general parser says so
         ("lat=1e400&lon=0", None),  # inf
         ("lon=0&lat=1", None),  # another order
@@ -478,3 +480,22 @@ def test_plain_point_query_takes_only_plain_points(raw: str, expected: Any) -> N
             {},
             None,
         )
+
+
+def test_lookup_json_many_isolates_queries_built_by_hand() -> None:
+    import numpy as np
+
+    from coverlookup import demo
+    from coverlookup.index import CoverageIndex
+
+    service = LookupService(CoverageIndex.demo())
+    ok = Query.make(*demo.POINT_IN_IOU)
+    odd = [Query(True, 0.0, {}), Query(np.float64(ok.lat), ok.lon, {})]  # type: ignore[arg-type]
+    answers = service.lookup_json_many([ok, *odd, ok])
+    assert answers[0] == answers[3] == orjson.dumps(service.lookup(ok))
+    for query, answer in zip(odd, answers[1:3], strict=True):
+        try:
+            expected: bytes | type[Exception] = orjson.dumps(service.lookup(query))
+        except Exception as exc:
+            expected = type(exc)
+        assert answer == expected or type(answer) is expected

@@ -151,6 +151,8 @@ BAD_LOOKUPS = [
     ("lat=1e400&lon=1", "invalid_coordinate", "lat is out of range"),
     ("lat=1_0&lon=1", "invalid_coordinate", "lat must be a decimal number"),
     ("lat=%201&lon=1", "invalid_coordinate", "lat must be a decimal number"),
+    ("lat=+1&lon=2", "invalid_coordinate", "lat must be a decimal number, got ' 1'"),  # '+': space
+    ("lat=1e+1&lon=2", "invalid_coordinate", "lat must be a decimal number, got '1e 1'"),
     ("lat=0x10&lon=1", "invalid_coordinate", "lat must be a decimal number"),
     ("lat=%D9%A3&lon=1", "invalid_coordinate", "lat must be a decimal number"),  # Arabic-Indic 3
     ("lat=%EF%BC%91&lon=1", "invalid_coordinate", "lat must be a decimal number"),  # fullwidth 1
