@@ -3,7 +3,8 @@
 Like aiohttp's ``examples/fake_server.py``: the code under test is not patched; the crawler's
 ``--resolve`` pins map every fake host name to these servers (HTTPS with a throwaway CA made by
 ``trustme``, plus plain HTTP). Static documents come from ``tests/fixtures/federation/<host>/``
-(a ``?query`` is part of the file name, as in a host mirror); the misbehaving hosts are code.
+(a ``?query`` is part of the file name, written ``%3Fquery`` as a host mirror may); the
+misbehaving hosts are code.
 The servers run on their own event loop in a thread, so tests call the synchronous crawler.
 """
 
@@ -182,7 +183,7 @@ class FakeFederation:
 
     def static(self, host: str, request: web.Request) -> web.Response:
         rel = request.path.lstrip("/") + (
-            f"?{request.query_string}" if request.query_string else ""
+            f"%3F{request.query_string}" if request.query_string else ""  # '?' (Windows names)
         )
         path = self.root / host / rel
         if not path.is_file():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,6 +122,22 @@ def test_host_mirror_directory_needs_no_network(tmp_path: Path) -> None:
     ]
     assert report.requests == 0
     assert snapshot.seeds == [str(mirror)]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows cannot name a file with '?'")
+def test_host_mirror_reads_query_names_written_either_way(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    for host in ("holding.test", "sub-a.test", "sub-b.test", "legacy.test"):
+        shutil.copytree(FIXTURES / host, mirror / host)
+    pages = sorted((mirror / "sub-a.test" / "cds").glob("coverage.json%3F*"))
+    assert len(pages) == 2
+    pages[0].rename(pages[0].with_name(pages[0].name.replace("%3F", "?")))  # one of each
+    snapshot, report = asyncio.run(crawl_with_report([str(mirror)]))
+    assert report.requests == 0
+    assert [p.url for p in report.problems if "sub-a.test" in p.url] == []
+    assert sorted(e.id for e in snapshot.entries if e.server_url == SUB_A) == [
+        "a1", "a2", "a3", "a4", "a5", "a6"
+    ]  # fmt: skip
 
 
 def test_local_metadata_file_seed(fed: FakeFederation, tmp_path: Path) -> None:

@@ -345,7 +345,10 @@ class Fetcher:
 
     def _mirror_path(self, url: URL) -> Path | None:
         """``https://host/a/b.json?page=2`` -> ``MIRROR/host/a/b.json?page=2`` (query kept as is;
-        a directory stands for its ``index.json``). Any scheme and port map to the same folder."""
+        a directory stands for its ``index.json``). Any scheme and port map to the same folder.
+
+        Windows cannot name a file with ``?``: a mirror may write it ``%3F``
+        (``b.json%3Fpage=2``), which is read when the ``?`` name is not there."""
         if not self.options.mirrors or url.scheme not in ("http", "https") or not url.host:
             return None
         root = self.options.mirrors.get(url.host.lower().rstrip("."))
@@ -353,7 +356,9 @@ class Fetcher:
             return None
         rel = url.path.lstrip("/")
         if url.query_string:
-            rel += "?" + url.query_string
+            plain = root / f"{rel}?{url.query_string}"
+            portable = root / f"{rel}%3F{url.query_string}"
+            return portable if not plain.exists() and portable.exists() else plain
         return root / rel if rel else root
 
     def _read_mirror(self, url: URL, path: Path) -> bytes:
