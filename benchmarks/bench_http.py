@@ -1,6 +1,6 @@
 """HTTP throughput: ``/v1/lookup`` on the US territories vs a minimal aiohttp handler, same run.
 
-    python benchmarks/bench_http.py [--duration 10] [--rounds 3] [--connections 32] [--skip-workers]
+    python benchmarks/bench_http.py [--duration 10] [--rounds 5] [--connections 32] [--skip-workers]
                                     [--scaling-reference]
 
 Builds a snapshot of ``../shared/data/us-retail-territories/utilities-territories.geojson``
@@ -234,7 +234,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds (medians are reported)"
+        "--rounds", type=int, default=5, help="interleaved rounds (medians are reported)"
     )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--skip-workers", action="store_true")
@@ -247,6 +247,8 @@ def main() -> int:
     parser.add_argument("--minimal-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1 or args.duration < 1:
+        parser.error("--rounds and --duration must be at least 1")
     if args.minimal_server:
         minimal_server(args.minimal_server, args.reuse_port)
         return 0
