@@ -124,6 +124,24 @@ def test_host_mirror_directory_needs_no_network(tmp_path: Path) -> None:
     assert snapshot.seeds == [str(mirror)]
 
 
+def test_a_server_linked_with_another_spelling_of_its_host_is_crawled_once(
+    tmp_path: Path,
+) -> None:
+    mirror = tmp_path / "mirror"
+    for host in ("holding.test", "sub-a.test", "sub-b.test", "legacy.test"):
+        shutil.copytree(FIXTURES / host, mirror / host)
+    holding = mirror / "holding.test" / WK.lstrip("/")
+    text = holding.read_text()
+    assert SUB_A in text
+    holding.write_text(text.replace(SUB_A, SUB_A.replace("sub-a.test", "SUB-A.Test.")))
+    snapshot, report = asyncio.run(crawl_with_report([str(mirror)]))
+    assert report.requests == 0
+    assert sorted(s.metadata_url for s in snapshot.servers) == sorted(
+        [f"https://holding.test{WK}", SUB_A, SUB_B, LEGACY]
+    )
+    assert len(snapshot.entries) == 10
+
+
 @pytest.mark.skipif(os.name == "nt", reason="Windows cannot name a file with '?'")
 def test_host_mirror_reads_query_names_written_either_way(tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"

@@ -154,3 +154,24 @@ def test_pin_with_an_unclosed_bracket_is_refused() -> None:
     with pytest.raises(UsageError) as info:
         Pin.parse("a.test:443:[::1")
     assert str(info.value) == "--resolve 'a.test:443:[::1': '[' without its ']'"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://Sub.Example./x?a=1#f", "https://sub.example/x?a=1#f"),
+        ("HTTPS://SUB.EXAMPLE/x", "https://sub.example/x"),
+        ("https://u:p@sub.example.:8443/p%20q", "https://u:p@sub.example:8443/p%20q"),
+        ("http://127.0.0.1./x", "http://127.0.0.1/x"),
+        ("https://sub.example/x", "https://sub.example/x"),  # already canonical: the same string
+        ("https://[::1]:8443/X", "https://[::1]:8443/X"),
+        ("https://./x", "https://./x"),  # no host left: as it came, for the fetcher to refuse
+        ("file:///tmp/X.json", "file:///tmp/X.json"),
+        ("https://[::1", "https://[::1"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_canonical_url(url: str, expected: str) -> None:
+    from coverlookup.discovery.walk import canonical_url
+
+    assert canonical_url(url) == expected

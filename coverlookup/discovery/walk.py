@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from yarl import URL
 
@@ -368,6 +368,7 @@ class Crawler:
 
     async def _metadata(self, url: str, depth: int, *, quiet: bool = False) -> str | None:
         """Fetch and read one metadata (or Open Energy) document; returns an error or None."""
+        url = canonical_url(url)
         if url in self._requested:
             return None
         self._requested.add(url)
@@ -436,7 +437,7 @@ class Crawler:
                 )
         if not self._add_server(server, record):
             return None
-        for related in server.related_metadata:
+        for related in map(canonical_url, server.related_metadata):
             if related in self._requested or related in self._servers:
                 continue
             if depth + 1 > self.options.max_depth:
@@ -500,7 +501,7 @@ class Crawler:
     async def _coverage(self, server: Server, meta_record: DocumentRecord) -> None:
         from coverlookup import cds
 
-        url: str | None = server.coverage_url
+        url = canonical_url(server.coverage_url) if server.coverage_url else None
         seen: set[str] = set()
         pages = 0
         last: str | None = None
@@ -557,7 +558,7 @@ class Crawler:
                     and self.options.fetch_geojson
                 ):
                     self._spawn(self._geojson(entry.geojson_resource, entry))
-            url = page.next
+            url = canonical_url(page.next) if page.next else None
             if url is None and any(f.code == "next-loops" for f in found):
                 url = record.final_url or record.url  # reported as a loop on the next turn
         meta_record.findings.extend(cds.check_capability_union(server, entries))
@@ -565,6 +566,7 @@ class Crawler:
     # -- geojson ---------------------------------------------------------------------------------
 
     async def _geojson(self, url: str, entry: Entry) -> None:
+        url = canonical_url(url)
         if url in self._geojson_seen:
             return
         self._geojson_seen.add(url)
@@ -610,6 +612,30 @@ def _first_error(found: FindingList, default: str) -> str:
         if finding.severity is Severity.ERROR:
             return finding.message
     return default
+
+
+def canonical_url(url: str) -> str:
+    """``url`` with its scheme and host in lower case and without the final dot of a fully
+    qualified name (``HTTPS://Sub.Example./x`` -> ``https://sub.example/x``): one server, linked
+    both ways, is crawled once. The rest of the URL, and any URL that is not http(s), is left as
+    it is."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        return url
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if hostport.startswith("["):  # an IPv6 literal: no case, no final dot
+        host, colon, port = hostport, "", ""
+    else:
+        host, colon, port = hostport.partition(":")
+    canonical = host.lower().rstrip(".") if not hostport.startswith("[") else host
+    if not canonical or (canonical == host and scheme == parts.scheme):
+        return url
+    netloc = f"{userinfo}{at}{canonical}{colon}{port}"
+    return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def resolve_against(base: str, link: str) -> str:
