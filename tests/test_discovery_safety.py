@@ -161,6 +161,7 @@ def test_pin_with_an_unclosed_bracket_is_refused() -> None:
     [
         ("https://Sub.Example./x?a=1#f", "https://sub.example/x?a=1#f"),
         ("HTTPS://SUB.EXAMPLE/x", "https://sub.example/x"),
+        ("HTTPS://sub.example/x", "https://sub.example/x"),  # the scheme alone
         ("https://u:p@sub.example.:8443/p%20q", "https://u:p@sub.example:8443/p%20q"),
         ("http://127.0.0.1./x", "http://127.0.0.1/x"),
         ("https://sub.example/x", "https://sub.example/x"),  # already canonical: the same string

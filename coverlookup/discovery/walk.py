@@ -368,10 +368,10 @@ class Crawler:
 
     async def _metadata(self, url: str, depth: int, *, quiet: bool = False) -> str | None:
         """Fetch and read one metadata (or Open Energy) document; returns an error or None."""
-        url = canonical_url(url)
-        if url in self._requested:
+        key = canonical_url(url)  # the same server under another spelling is not fetched again
+        if key in self._requested:
             return None
-        self._requested.add(url)
+        self._requested.add(key)
         if len(self._servers) >= self.options.max_servers:
             self.report.add(
                 url,
@@ -437,8 +437,8 @@ class Crawler:
                 )
         if not self._add_server(server, record):
             return None
-        for related in map(canonical_url, server.related_metadata):
-            if related in self._requested or related in self._servers:
+        for related in server.related_metadata:
+            if canonical_url(related) in self._requested or canonical_url(related) in self._servers:
                 continue
             if depth + 1 > self.options.max_depth:
                 self.report.add(
@@ -464,10 +464,11 @@ class Crawler:
         return record, body
 
     def _add_server(self, server: Server, record: DocumentRecord) -> bool:
-        if server.metadata_url in self._servers:
-            log.debug("%s: already crawled as %s", record.url, server.metadata_url)
+        key = canonical_url(server.metadata_url)  # a redirect may spell the host another way
+        if key in self._servers:
+            log.debug("%s: already crawled as %s", record.url, self._servers[key].metadata_url)
             return False
-        self._servers[server.metadata_url] = server
+        self._servers[key] = server
         self.snapshot.servers.append(server)
         if record.stale:
             self.snapshot.stale[server.metadata_url] = record.stale_reason or "stale"
@@ -501,7 +502,7 @@ class Crawler:
     async def _coverage(self, server: Server, meta_record: DocumentRecord) -> None:
         from coverlookup import cds
 
-        url = canonical_url(server.coverage_url) if server.coverage_url else None
+        url: str | None = server.coverage_url
         seen: set[str] = set()
         pages = 0
         last: str | None = None
@@ -558,7 +559,7 @@ class Crawler:
                     and self.options.fetch_geojson
                 ):
                     self._spawn(self._geojson(entry.geojson_resource, entry))
-            url = canonical_url(page.next) if page.next else None
+            url = page.next
             if url is None and any(f.code == "next-loops" for f in found):
                 url = record.final_url or record.url  # reported as a loop on the next turn
         meta_record.findings.extend(cds.check_capability_union(server, entries))
@@ -566,7 +567,6 @@ class Crawler:
     # -- geojson ---------------------------------------------------------------------------------
 
     async def _geojson(self, url: str, entry: Entry) -> None:
-        url = canonical_url(url)
         if url in self._geojson_seen:
             return
         self._geojson_seen.add(url)
@@ -616,14 +616,16 @@ def _first_error(found: FindingList, default: str) -> str:
 
 def canonical_url(url: str) -> str:
     """``url`` with its scheme and host in lower case and without the final dot of a fully
-    qualified name (``HTTPS://Sub.Example./x`` -> ``https://sub.example/x``): one server, linked
-    both ways, is crawled once. The rest of the URL, and any URL that is not http(s), is left as
+    qualified name (``HTTPS://Sub.Example./x`` -> ``https://sub.example/x``): the key under which
+    the crawler knows a server, so one linked with two spellings is crawled once. Documents keep
+    the URL as it was linked. The rest of the URL, and any URL that is not http(s), is left as
     it is."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return url
-    scheme = parts.scheme.lower()
+    written = url.split(":", 1)[0]  # urlsplit has already put the scheme in lower case
+    scheme = parts.scheme
     if scheme not in ("http", "https"):
         return url
     userinfo, at, hostport = parts.netloc.rpartition("@")
@@ -632,7 +634,7 @@ def canonical_url(url: str) -> str:
     else:
         host, colon, port = hostport.partition(":")
     canonical = host.lower().rstrip(".") if not hostport.startswith("[") else host
-    if not canonical or (canonical == host and scheme == parts.scheme):
+    if not canonical or (canonical == host and scheme == written):
         return url
     netloc = f"{userinfo}{at}{canonical}{colon}{port}"
     return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
