@@ -295,7 +295,11 @@ class BatchRunner:
         quotes = 0
         start = line_no
         replay: list[str] = []
-        lines = iter(text)
+        # A line longer than any valid record (each field quoted, every quote doubled) and than
+        # 4 Mi characters is not held in memory whole, and is an error of its own; shorter ones
+        # are read as usual, so an over-long field is still named.
+        line_limit = max(width * (2 * max_chars + 3) + 1024, 1 << 22)
+        lines = _bounded_lines(text, line_limit)
         while True:
             if replay:
                 line = replay.pop()
@@ -316,6 +320,13 @@ class BatchRunner:
             line_no += 1
             if not pending:
                 start = line_no
+                if type(line) is _TooLong:
+                    message = (
+                        f"line {start}: {line.length:,} characters long, over the limit of "
+                        f"{line_limit:,} for a line; skipped"
+                    )
+                    yield start, [""] * width, message, None
+                    continue
                 if '"' not in line:
                     body = line.rstrip("\r\n")
                     if not body:
@@ -326,6 +337,14 @@ class BatchRunner:
                     else:
                         yield self._checked(start, fields, header, body)
                     continue
+            elif type(line) is _TooLong:  # no quoted field runs through such a line
+                message = f"line {start}: a quoted field is not closed within the next lines"
+                yield start, [""] * width, message, None
+                replay.extend(reversed([*pending[1:], line]))
+                line_no = start
+                pending.clear()
+                pending_chars = quotes = 0
+                continue
             pending.append(line)
             pending_chars += len(line)
             quotes += line.count('"')
@@ -736,6 +755,32 @@ def _json_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"  # as the JSON said it; never a number
     return repr(value)
+
+
+class _TooLong(str):
+    """The start of a line longer than the reader's bound, which read the rest and dropped it;
+    ``length`` is the whole line's."""
+
+    length: int
+
+
+def _bounded_lines(text: IO[str], limit: int) -> Iterator[str]:
+    """The lines of ``text`` (ending included), each read at most ``limit`` characters at a time:
+    a longer line is read to its end without being kept, and comes as a :class:`_TooLong`."""
+    while True:
+        line = text.readline(limit)
+        if not line:
+            return
+        if len(line) < limit or line[-1] in "\r\n":
+            yield line
+            continue
+        length, rest = len(line), line
+        while rest and rest[-1] not in "\r\n":
+            rest = text.readline(limit)
+            length += len(rest)
+        too_long = _TooLong(line[:80] + "\n")
+        too_long.length = length - (len(rest) - len(rest.rstrip("\r\n")))
+        yield too_long
 
 
 def _parse_record(text: str, delimiter: str) -> list[str]:

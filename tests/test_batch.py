@@ -453,3 +453,23 @@ def test_coordinates_padded_with_unicode_spaces_are_read(index: CoverageIndex) -
     # Spreadsheet exports pad cells with no-break spaces; float() strips them, and so do we.
     text, _ = run(index, "lat,lon\n36.74\u00a0,\u2007-119.78\n".encode())
     assert [r["status"] for r in rows_of(text)] == ["ok"]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_line_longer_than_the_line_limit_is_an_error_and_not_held(
+    index: CoverageIndex, newline: str
+) -> None:
+    huge = "9" * 5_000_000  # over the 4 Mi characters a line may have (a record: 41,030 here)
+    good = "36.74,-119.78"
+    body = newline.join(["lat,lon", huge, good, '"open,1', huge, good, ""])
+    text, summary = run(index, body.encode())
+    too_long = "5,000,000 characters long, over the limit of 4,194,304 for a line; skipped"
+    assert [(r["status"], r["error"]) for r in rows_of(text)] == [
+        ("error", f"line 2: {too_long}"),
+        ("ok", ""),
+        ("error", "line 4: a quoted field is not closed within the next lines"),
+        ("error", f"line 5: {too_long}"),
+        ("ok", ""),
+    ]
+    assert summary.rows == 5
+    assert len(text) < 10_000  # the long lines are not echoed
