@@ -765,18 +765,32 @@ class _TooLong(str):
 
 
 def _bounded_lines(text: IO[str], limit: int) -> Iterator[str]:
-    """The lines of ``text`` (ending included), each read at most ``limit`` characters at a time:
-    a longer line is read to its end without being kept, and comes as a :class:`_TooLong`."""
+    """The lines of ``text`` (ending included), none held longer than ``limit`` characters and
+    its ending: a longer line is read to its end without being kept, and comes as a
+    :class:`_TooLong`."""
+    size = limit + 1
+    carry: list[str] = []
+
+    def read() -> str:
+        part = carry.pop() if carry else text.readline(size)
+        if len(part) == size and part[-1] == "\r":  # the bound may fall inside a \r\n
+            after = text.readline(size)
+            if after == "\n":
+                part += after
+            elif after:
+                carry.append(after)
+        return part
+
     while True:
-        line = text.readline(limit)
+        line = read()
         if not line:
             return
-        if len(line) < limit or line[-1] in "\r\n":
+        if len(line) <= limit or line[-1] in "\r\n":
             yield line
             continue
         length, rest = len(line), line
         while rest and rest[-1] not in "\r\n":
-            rest = text.readline(limit)
+            rest = read()
             length += len(rest)
         too_long = _TooLong(line[:80] + "\n")
         too_long.length = length - (len(rest) - len(rest.rstrip("\r\n")))

@@ -473,3 +473,25 @@ def test_a_line_longer_than_the_line_limit_is_an_error_and_not_held(
     ]
     assert summary.rows == 5
     assert len(text) < 10_000  # the long lines are not echoed
+
+
+@pytest.mark.parametrize("length", [4_194_303, 4_194_304, 8_388_607])
+def test_a_crlf_on_the_line_bound_counts_as_one_line_ending(
+    index: CoverageIndex, length: int
+) -> None:
+    # The reader takes at most 4,194,305 characters at a time: its bound can fall between the
+    # \r and the \n, which must still end one line, or every later line number is off by one.
+    body = "lat,lon\n" + "9" * length + "\r\nnorth,1\n36.74,-119.78\nsouth,2\n"
+    text, _ = run(index, body.encode())
+    errors = [r["error"] for r in rows_of(text)]
+    assert errors[1:] == [
+        "line 3: latitude 'north' is not a number",
+        "",
+        "line 5: latitude 'south' is not a number",
+    ]
+    expected = (
+        "line 2: 1 fields where the header has 2"
+        if length <= 4_194_304
+        else f"line 2: {length:,} characters long, over the limit of 4,194,304 for a line; skipped"
+    )
+    assert errors[0] == expected
