@@ -329,14 +329,7 @@ class CoverageIndex:
     ) -> list[Match]:
         """Entries whose territory covers the point (boundary included), smallest first."""
         lat, lon = check_coordinate(lat, lon)
-        found = self.covering(
-            lat,
-            lon,
-            commodity=commodity,
-            capability=capability,
-            infrastructure=infrastructure,
-            type=type,
-        )
+        found = self._covering(lat, lon, self._mask(commodity, capability, infrastructure, type))
         base = self._base
         return [point_match(base[t], self, t, lon, lat) for t in found]
 
@@ -354,7 +347,9 @@ class CoverageIndex:
         answers, before any match is built. For callers answering many points at once, with
         :meth:`territory_match` and :meth:`boundary_distances`."""
         lat, lon = check_coordinate(lat, lon)
-        mask = self._mask(commodity, capability, infrastructure, type)
+        return self._covering(lat, lon, self._mask(commodity, capability, infrastructure, type))
+
+    def _covering(self, lat: float, lon: float, mask: np.ndarray | None) -> list[int]:
         found = self._locate(lon, lat)
         if lon == 180.0 or lon == -180.0:
             # The same meridian: a territory split at the antimeridian touches it from both sides.
@@ -368,28 +363,14 @@ class CoverageIndex:
         a batch of requests, whose per-point cost is mostly the call itself."""
         if len(lats) != len(lons):
             raise UsageError("lats and lons differ in length")
-        cells = self._cells if self._cells is not None else self._cell_dict()
-        scale, geoms = self._scale, self._geoms
-        ncols = 360 * scale + 1
-        inside = intersects_xy
+        locate = self._locate
         out: list[list[int]] = []
         for lat, lon in zip(lats, lons, strict=True):
-            if (
-                type(lat) is not float
-                or type(lon) is not float
-                or not (-90.0 <= lat <= 90.0 and -180.0 < lon < 180.0)
-                or self._big
-            ):  # covering() checks and converts; the antimeridian; big territories
-                out.append(self.covering(lat, lon))
-                continue
-            found = []
-            # cell_key(), inline
-            for v in cells.get(int((lat + 90.0) * scale) * ncols + int((lon + 180.0) * scale), ()):
-                if v >= 0:
-                    found.append(v)
-                elif inside(geoms[~v], lon, lat):
-                    found.append(~v)
-            out.append(found)
+            if type(lat) is float and type(lon) is float and -90.0 <= lat <= 90.0:
+                if -180.0 < lon < 180.0:  # a plain point: no checks, filters or antimeridian
+                    out.append(locate(lon, lat))
+                    continue
+            out.append(self.covering(lat, lon))  # checks and converts; the antimeridian
         return out
 
     def territory_match(self, t: int) -> Match:
