@@ -48,7 +48,8 @@ DEFAULT_CANDIDATE_KM = 10.0
 MAX_ADDRESS_CHARS = 1000
 
 # Plain decimal numbers only: float() would also take "nan", "inf", "1_000" and " 12 ".
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII
+_DIGITS = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"  # ASCII: \d would take any Unicode digit
+_NUMBER = re.compile(rf"[+-]?{_DIGITS}(?:[eE][+-]?[0-9]+)?")
 
 # Returns a new index, or None when the source has not changed since the last load.
 IndexLoader = Callable[[], Awaitable["CoverageIndex | None"]]
@@ -79,7 +80,7 @@ def parse_number(text: str | None, name: str) -> float:
 
 
 # _NUMBER without '+': in a raw query string '+' is a space, which the general parser refuses.
-_PLAIN_NUMBER = r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]-?[0-9]+)?"
+_PLAIN_NUMBER = rf"-?{_DIGITS}(?:[eE]-?[0-9]+)?"
 _LAT_LON = re.compile(rf"lat=({_PLAIN_NUMBER})&lon=({_PLAIN_NUMBER})")
 _NO_FILTERS: Mapping[str, str | None] = MappingProxyType({})
 
@@ -531,10 +532,10 @@ class LookupService:
             return self.refresh_state
         summary = read_crawl_state(self.crawl_root) or RefreshState()
         own = self.refresh_state
-        if own.consecutive_failures and (self.ready or summary.refreshes):
-            if not summary.consecutive_failures:
-                summary.consecutive_failures = own.consecutive_failures
-                summary.last_error = f"loading the crawled snapshot: {own.last_error}"
+        loading = own.consecutive_failures and (self.ready or summary.refreshes)
+        if loading and not summary.consecutive_failures:
+            summary.consecutive_failures = own.consecutive_failures
+            summary.last_error = f"loading the crawled snapshot: {own.last_error}"
         return summary
 
     def status(self) -> dict[str, Any]:
