@@ -214,30 +214,14 @@ def _json(data: Any, *, status: int = 200, content_type: str = "application/json
 
 def _params(request: web.Request, allowed: frozenset[str]) -> dict[str, str]:
     """Query parameters as a dict; unknown or repeated names are a 400."""
-    pairs = plain_query_pairs(request.rel_url.raw_query_string)
     out: dict[str, str] = {}
-    for key, value in request.query.items() if pairs is None else pairs:
+    for key, value in request.query.items():
         if key not in allowed:
             raise UsageError(f"unknown parameter {key!r}; allowed: {', '.join(sorted(allowed))}")
         if key in out:
             raise UsageError(f"parameter {key!r} given more than once")
         out[key] = value
     return out
-
-
-def plain_query_pairs(raw: str) -> list[tuple[str, str]] | None:
-    """The decoded ``(name, value)`` pairs of a raw query string with nothing to decode (ASCII,
-    no ``%`` or ``+``, every part ``name=value``), split without yarl's decoder: the common
-    case on the lookup path. None for anything else, which ``request.query`` then decodes."""
-    if not raw.isascii() or "%" in raw or "+" in raw:
-        return None
-    pairs = []
-    for piece in raw.split("&"):
-        key, sep, value = piece.partition("=")
-        if not key or not sep:  # "a&&b", "=1", "flag": leave such strings to yarl
-            return None
-        pairs.append((key, value))
-    return pairs
 
 
 def _nearest_km(text: str | None) -> float | None:
