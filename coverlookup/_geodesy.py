@@ -174,6 +174,6 @@ def distances_to_edges(
     ks: np.ndarray, edges: np.ndarray, lons: np.ndarray, lats: np.ndarray
 ) -> np.ndarray:
     """:func:`distance_to_edges` for many (frame, point) pairs in four array operations."""
-    lines = shapely.shortest_line(edges, shapely.points(np.column_stack((lons * ks, lats))))
+    lines = shapely.shortest_line(edges, shapely.points(lons * ks, lats))
     nearest = shapely.get_coordinates(lines)[::2]  # each line runs from the edge to the point
     return np.asarray((_GEOD or geod()).inv(lons, lats, nearest[:, 0] / ks, nearest[:, 1])[2])

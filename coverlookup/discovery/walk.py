@@ -438,7 +438,8 @@ class Crawler:
         if not self._add_server(server, record):
             return None
         for related in server.related_metadata:
-            if canonical_url(related) in self._requested or canonical_url(related) in self._servers:
+            key = canonical_url(related)
+            if key in self._requested or key in self._servers:
                 continue
             if depth + 1 > self.options.max_depth:
                 self.report.add(
@@ -629,11 +630,11 @@ def canonical_url(url: str) -> str:
     if scheme not in ("http", "https"):
         return url
     userinfo, at, hostport = parts.netloc.rpartition("@")
-    if hostport.startswith("["):  # an IPv6 literal: no case, no final dot
+    if hostport.startswith("["):  # an IPv6 literal: its colons are not a port's
         host, colon, port = hostport, "", ""
     else:
         host, colon, port = hostport.partition(":")
-    canonical = host.lower().rstrip(".") if not hostport.startswith("[") else host
+    canonical = host.lower().rstrip(".")
     if not canonical or (canonical == host and scheme == written):
         return url
     netloc = f"{userinfo}{at}{canonical}{colon}{port}"
