@@ -135,13 +135,16 @@ class Metrics:
         counts[bisect.bisect_left(BUCKETS, seconds)] += 1
         own.latency_sum[route] += seconds
 
-    def publish(self, batcher: LookupBatcher | None = None) -> bool:
-        """Write this process's counts to the shared directory (nothing without one); False if
-        that failed (logged)."""
-        if self._file is None:
-            return False
+    def _take_batches(self, batcher: LookupBatcher | None) -> None:
         if batcher is not None:
             self.own.batches, self.own.batched = batcher.batches, batcher.answered
+
+    def publish(self, batcher: LookupBatcher | None = None) -> None:
+        """Write this process's counts to the shared directory (nothing without one; a failure
+        is logged)."""
+        if self._file is None:
+            return
+        self._take_batches(batcher)
         tmp = self._file.with_name(f".{self._file.name}.tmp")
         try:
             self._file.parent.mkdir(parents=True, exist_ok=True)
@@ -151,8 +154,6 @@ class Metrics:
             log.warning("could not publish metrics to %s: %s", self._file, exc)
             with contextlib.suppress(OSError):
                 tmp.unlink()
-            return False
-        return True
 
     def totals(self, batcher: LookupBatcher | None = None) -> tuple[Counts, int]:
         """The counts of every process of this server, and how many processes that is.
@@ -161,9 +162,8 @@ class Metrics:
         this process cannot publish, a scrape through it must not report more than a scrape
         through another process could see (the sum would then run backwards).
         """
-        if batcher is not None:
-            self.own.batches, self.own.batched = batcher.batches, batcher.answered
         if self.shared_dir is None:
+            self._take_batches(batcher)
             return self.own, 1
         self.publish(batcher)
         total, processes = Counts(), 0
