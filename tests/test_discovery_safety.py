@@ -166,6 +166,10 @@ def test_pin_with_an_unclosed_bracket_is_refused() -> None:
         ("http://127.0.0.1./x", "http://127.0.0.1/x"),
         ("https://sub.example/x", "https://sub.example/x"),  # already canonical: the same string
         ("https://[::1]:8443/X", "https://[::1]:8443/X"),
+        ("https://Bücher.Example./x", "https://xn--bcher-kva.example/x"),
+        ("https://xn--BCHER-kva.example/x", "https://xn--bcher-kva.example/x"),
+        ("https://straße.example/", "https://xn--strae-oqa.example/"),  # IDNA 2008, not 2003
+        ("https://bü cher.example/x", "https://bü cher.example/x"),  # no IDNA form: as it came
         ("https://./x", "https://./x"),  # no host left: as it came, for the fetcher to refuse
         ("file:///tmp/X.json", "file:///tmp/X.json"),
         ("https://[::1", "https://[::1"),

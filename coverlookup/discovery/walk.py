@@ -617,7 +617,9 @@ def _first_error(found: FindingList, default: str) -> str:
 
 def canonical_url(url: str) -> str:
     """``url`` with its scheme and host in lower case and without the final dot of a fully
-    qualified name (``HTTPS://Sub.Example./x`` -> ``https://sub.example/x``): the key under which
+    qualified name (``HTTPS://Sub.Example./x`` -> ``https://sub.example/x``), an international
+    host in the ASCII form a connection uses (``bücher.example`` -> ``xn--bcher-kva.example``,
+    encoded as yarl encodes it for aiohttp): the key under which
     the crawler knows a server, so one linked with two spellings is crawled once. Documents keep
     the URL as it was linked. The rest of the URL, and any URL that is not http(s), is left as
     it is."""
@@ -635,10 +637,21 @@ def canonical_url(url: str) -> str:
     else:
         host, colon, port = hostport.partition(":")
     canonical = host.lower().rstrip(".")
+    if not canonical.isascii():
+        canonical = _ascii_host(canonical)
     if not canonical or (canonical == host and scheme == written):
         return url
     netloc = f"{userinfo}{at}{canonical}{colon}{port}"
     return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _ascii_host(host: str) -> str:
+    """The IDNA (UTS 46) form of a host name, or the name as it is if it has none."""
+    try:
+        encoded = URL.build(scheme="https", host=host).raw_host
+    except (ValueError, UnicodeError):
+        return host
+    return (encoded or host).rstrip(".")
 
 
 def resolve_against(base: str, link: str) -> str:
