@@ -372,7 +372,15 @@ def parse_entry(
         if isinstance(entry_type_raw, str) and entry_type_raw in LEGACY_ENTRY_TYPES
         else None
     )
-    r.require(_ENTRY_REQUIRED_2023 if legacy else _ENTRY_REQUIRED_2025, "the coverage entry")
+    # A 2023 entry: one of the 2023 types, or any type (2023 section 6 lets other specs add
+    # entry types) listed by a 2023 server. It has no fields of its own for what the 2025 draft
+    # moved into entries: those come from its server.
+    shape_2023 = legacy is not None or (
+        server is not None
+        and server.shape == SHAPE_2023
+        and not (isinstance(entry_type_raw, str) and entry_type_raw in ENTRY_TYPES)
+    )
+    r.require(_ENTRY_REQUIRED_2023 if shape_2023 else _ENTRY_REQUIRED_2025, "the coverage entry")
 
     entry_id = raw.get("id")
     if isinstance(entry_id, (int, float)) and not isinstance(entry_id, bool):
@@ -455,6 +463,10 @@ def parse_entry(
     if server is not None:
         infrastructure = infrastructure or server.infrastructure_types
         commodities = commodities or server.commodity_types
+        if shape_2023 and "capabilities" not in raw:
+            # 2023 section 3.2: a server's values relate to the capabilities it offers, and
+            # 'coverage' offers coverage "as it relates the other listed capabilities".
+            capabilities = tuple(c for c in server.capabilities if c != "coverage")
     extra = {k: v for k, v in raw.items() if k not in _ENTRY_KNOWN}
     for key in extra:
         found.notice(

@@ -94,6 +94,33 @@ def test_2023_server_and_entry_normalise():
     assert entry.entity_name == "Demo Gas & Electric"
 
 
+def test_2023_entries_take_their_servers_capabilities():
+    """2023 section 3.2: entries have no capabilities of their own; the server's (less
+    'coverage') are what its coverage is about, so a client filtering on them finds it."""
+    value = json.loads((SPEC / "repaired" / "2023-metadata.json").read_text())
+    value["capabilities"] = ["coverage", "oauth"]
+    server, _ = cds.parse_server(value, value["cds_metadata_url"])
+    coverage = json.loads((SPEC / "repaired" / "2023-coverage.json").read_text())
+    page, found = cds.parse_coverage_page(coverage, server.coverage_url, server)
+    assert not found
+    assert page.entries[0].capabilities == ("oauth",)
+
+
+def test_2023_entry_of_an_extension_type_needs_only_the_2023_fields():
+    """2023 section 6 lets other specs add entry types; on a 2023 server such an entry is read
+    with the 2023 rules (kept, never matched by location), not the 2025 required fields."""
+    server, _ = _server("2023-metadata.json")
+    coverage = json.loads((SPEC / "repaired" / "2023-coverage.json").read_text())
+    coverage["coverage_entries"][0]["type"] = "district_heat_service_territory"
+    page, found = cds.parse_coverage_page(coverage, server.coverage_url, server)
+    assert [(f.severity, f.code) for f in found] == [(Severity.NOTICE, "unknown-enum")]
+    assert page.entries[0].type == "district_heat_service_territory"
+    # A type that is no string at all is an error under either draft (and no crash).
+    coverage["coverage_entries"][0]["type"] = ["not", "a", "string"]
+    page, found = cds.parse_coverage_page(coverage, server.coverage_url, server)
+    assert "wrong-type" in {f.code for f in found}
+
+
 def test_overview_links_and_capabilities():
     server, found = _server("overview-metadata.json")
     assert server.capabilities == ("coverage", "oauth", "ieee1547")
