@@ -165,6 +165,7 @@ def parse_yaml(data: bytes) -> Any:
             node = loader.get_single_node()
             if node is not None:
                 _check_alias_expansion(node)
+                _keep_text(node)
             value = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -180,6 +181,47 @@ def parse_yaml(data: bytes) -> Any:
         raise DocumentSyntaxError(f"invalid YAML: {exc}") from None
     _check_depth(value)
     return _plain(value)
+
+
+# Values that are text even where YAML would read a number: Open Energy's version is
+# "1.10", not 1.1, and an identifier "0123" is not the octal number 83.
+YAML_TEXT_KEYS = frozenset(
+    {
+        "dcat:version",
+        "dcat:versionNotes",
+        "dct:title",
+        "dct:description",
+        "oe:dataSetStableIdentifier",
+        "ib1oe:dataSetStableIdentifier",
+        "oe:sensitivityClass",
+        "ib1oe:sensitivityClass",
+    }
+)
+_YAML_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+
+
+def _keep_text(root: Any) -> None:
+    """Retag a plain number under one of ``YAML_TEXT_KEYS`` as the string it was written as."""
+    import yaml
+
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if (
+                    isinstance(key, yaml.ScalarNode)
+                    and key.value in YAML_TEXT_KEYS
+                    and isinstance(value, yaml.ScalarNode)
+                    and value.tag in _YAML_NUMBER_TAGS
+                ):
+                    value.tag = "tag:yaml.org,2002:str"
+                stack.append(value)
 
 
 def _check_alias_expansion(root: Any, limit: int = MAX_ALIAS_EXPANSION) -> None:

@@ -149,10 +149,35 @@ def geometry_from_spatial(
             geoms = [f.geometry for f in features]
             geom = geoms[0] if len(geoms) == 1 else _polygonal(shapely.union_all(geoms))
             return geom, findings
+        if kind == "multi":
+            return _spatial_union(value, document, ptr, findings), findings
         findings.error(ptr, "unsupported-spatial", f"unknown spatial coverage kind {kind!r}")
     except _Reject:
         pass
     return None, findings
+
+
+def _spatial_union(
+    parts: Any, document: str, ptr: str, findings: FindingList
+) -> BaseGeometry | None:
+    """The union of several spatial extents' areas; centroids count only when no part has an
+    area (then the first one stands for the data set, as a lone centroid would)."""
+    if not isinstance(parts, list):
+        findings.error(ptr, "unsupported-spatial", "several spatial extents must be a list")
+        raise _Reject
+    areas: list[BaseGeometry] = []
+    points: list[BaseGeometry] = []
+    for i, part in enumerate(parts):
+        if not (isinstance(part, (list, tuple)) and len(part) == 2 and part[0] != "multi"):
+            findings.error(f"{ptr}/{i}", "unsupported-spatial", "not a (kind, value) pair")
+            continue
+        geom, sub = geometry_from_spatial(part[0], part[1], document, f"{ptr}/{i}")
+        findings.extend(sub)
+        if geom is not None:
+            (points if geom.geom_type == "Point" else areas).append(geom)
+    if areas:
+        return areas[0] if len(areas) == 1 else _polygonal(shapely.union_all(areas))
+    return points[0] if points else None
 
 
 # --- documents -----------------------------------------------------------------------------

@@ -126,13 +126,15 @@ class DatasetInfo:
     identifier: str
     title: str | None = None
     version: str | None = None
+    version_notes: str | None = None
     sensitivity_class: str | None = None
     access: tuple[Mapping[str, Any], ...] = ()
     transport_url: str | None = None
     openapi: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     mime: str | None = None
     heartbeat_url: str | None = None
-    # Spatial coverage from DCAT: kind is "bbox", "wkt", "geojson" or "centroid".
+    # Spatial coverage from DCAT: kind is "bbox", "wkt", "geojson" or "centroid", or "multi"
+    # for several extents (a list of [kind, value], covering their union).
     spatial_kind: str | None = None
     spatial_value: Any = None
 
@@ -141,6 +143,7 @@ class DatasetInfo:
             "identifier": self.identifier,
             "title": self.title,
             "version": self.version,
+            "version_notes": self.version_notes,
             "sensitivity_class": self.sensitivity_class,
             "access": [dict(a) for a in self.access],
             "transport_url": self.transport_url,
@@ -157,6 +160,7 @@ class DatasetInfo:
             identifier=data["identifier"],
             title=data.get("title"),
             version=data.get("version"),
+            version_notes=data.get("version_notes"),
             sensitivity_class=data.get("sensitivity_class"),
             access=tuple(_frozen_map(a) for a in data.get("access") or ()),
             transport_url=data.get("transport_url"),

@@ -148,6 +148,7 @@ def _parse_dataset(item: Any, index: int, url: str, found: FindingList) -> Entry
         identifier=identifier,
         title=values.get("dct:title"),
         version=values.get("dcat:version"),
+        version_notes=values.get("dcat:versionNotes"),
         sensitivity_class=sensitivity,
         access=tuple(access),
         transport_url=transport_url,
@@ -285,16 +286,24 @@ def _literal(value: Any) -> Any:
 def _parse_spatial(
     content: Mapping[str, Any], cbase: str, found: FindingList
 ) -> tuple[str | None, Any]:
+    """``dct:spatial`` -> (kind, value); several extents (DCAT allows many) -> ("multi",
+    [[kind, value], ...]), which covers their union."""
     spatial = content.get("dct:spatial")
     if spatial is None:
         return None, None
     sbase = cbase + "/dct:spatial"
-    if isinstance(spatial, list):
-        if len(spatial) > 1:
-            found.notice(
-                sbase, "multiple-spatial", "several spatial extents given; the first is used"
-            )
-        spatial, sbase = (spatial[0] if spatial else None), sbase + "/0"
+    if not isinstance(spatial, list):
+        return _one_spatial(spatial, sbase, found)
+    parts = [_one_spatial(item, f"{sbase}/{i}", found) for i, item in enumerate(spatial)]
+    usable = [[kind, value] for kind, value in parts if kind is not None]
+    if not usable:
+        return None, None
+    if len(usable) == 1:
+        return usable[0][0], usable[0][1]
+    return "multi", usable
+
+
+def _one_spatial(spatial: Any, sbase: str, found: FindingList) -> tuple[str | None, Any]:
     if not isinstance(spatial, dict):
         found.error(
             sbase, "wrong-type", f"'dct:spatial' must be an object, got {type_name(spatial)}"
@@ -386,15 +395,28 @@ def _check_numbers(
     return "bbox", nums
 
 
+_CRS84 = re.compile(r"\bCRS84$", re.IGNORECASE)
+_EPSG_4326 = re.compile(r"(?:/EPSG/\d+/4326|\bEPSG:{1,2}4326)$", re.IGNORECASE)
+
+
 def _check_wkt(text: str, ptr: str, term: str, found: FindingList) -> tuple[str | None, Any]:
     import shapely
     from shapely import wkt
 
-    # GeoSPARQL literals may start with a CRS IRI; only CRS84 (lon/lat) is understood here.
+    # A GeoSPARQL literal may start with a CRS IRI. CRS84 (the default) is longitude first;
+    # EPSG:4326 is the same datum with latitude first, so its axes are swapped on reading.
+    lat_first = False
     if text.startswith("<"):
         iri, _, rest = text.partition(">")
-        if "CRS84" not in iri and "4326" not in iri:
-            found.error(ptr, "unsupported-crs", f"{term} uses CRS {iri[1:]!r}; only CRS84 is read")
+        iri = iri[1:].strip()
+        if _EPSG_4326.search(iri):
+            lat_first = True
+        elif not _CRS84.search(iri):
+            found.error(
+                ptr,
+                "unsupported-crs",
+                f"{term} uses CRS {iri!r}; only CRS84 and EPSG:4326 are read",
+            )
             return None, None
         text = rest.strip()
     if text.upper().startswith("ENVELOPE"):
@@ -408,6 +430,9 @@ def _check_wkt(text: str, ptr: str, term: str, found: FindingList) -> tuple[str 
     if geom.is_empty:
         found.error(ptr, "bad-geometry", f"{term} is an empty geometry")
         return None, None
+    if lat_first:
+        geom = shapely.transform(geom, lambda xy: xy[:, ::-1])
+        text = geom.wkt  # full precision, longitude first
     minx, miny, maxx, maxy = geom.bounds
     if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
         found.error(ptr, "bad-geometry", f"{term} has coordinates outside lon/lat range")

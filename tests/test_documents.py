@@ -108,6 +108,27 @@ def test_yaml_modest_aliases_and_merge_keys_still_load():
     }
 
 
+def test_yaml_open_energy_text_values_stay_as_written():
+    value = parse_document(
+        b"- content:\n"
+        b"    dcat:version: 1.10\n"
+        b"    oe:dataSetStableIdentifier: 0123\n"
+        b"    dct:title: 2024\n"
+        b"    other: 1.10\n",  # any other key: YAML's number, as before
+        hint="x.yaml",
+    )
+    assert value == [
+        {
+            "content": {
+                "dcat:version": "1.10",
+                "oe:dataSetStableIdentifier": "0123",
+                "dct:title": "2024",
+                "other": 1.1,
+            }
+        }
+    ]
+
+
 def test_yaml_python_tags_are_refused():
     with pytest.raises(DocumentSyntaxError) as info:
         parse_document(b'!!python/object/apply:os.system ["echo hi"]\n', hint="x.yaml")

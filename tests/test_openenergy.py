@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import shapely
 
 from coverlookup.documents import parse_document
 from coverlookup.openenergy import parse_open_energy
@@ -27,6 +28,7 @@ def test_spatial_fixture_becomes_dataset_entries():
     assert first.type == "dataset" and first.key == URL + "#substation-headroom"
     assert first.name == "Substation headroom, Northern Valley"
     info = first.dataset
+    assert (info.version, info.version_notes) == ("1.2.0", "Adds export headroom")
     assert info.sensitivity_class == "OE-O"  # read through the newer ib1oe: prefix
     assert info.spatial_kind == "wkt" and info.spatial_value.startswith("POLYGON")
     assert info.transport_url == "https://data.northern-valley.example/api"
@@ -75,12 +77,62 @@ def _spatial(value):
             "wkt",
             "POLYGON ((0 0, 1 0, 1 1, 0 0))",
         ),
+        (
+            {  # EPSG:4326 is latitude first (south England, read back longitude first)
+                "locn:geometry": "<http://www.opengis.net/def/crs/EPSG/0/4326> "
+                "POLYGON ((51 -1, 51 0.5, 52 0.5, 52 -1, 51 -1))"
+            },
+            "wkt",
+            "POLYGON ((-1 51, 0.5 51, 0.5 52, -1 52, -1 51))",
+        ),
+        (
+            {"dcat:centroid": "<urn:ogc:def:crs:EPSG::4326> POINT (51.7 -1.2)"},
+            "centroid",
+            [-1.2, 51.7],
+        ),
     ],
 )
 def test_dcat_spatial_forms(spatial, kind, expected):
     _, [entry], found = parse_open_energy(_spatial(spatial), URL)
     assert found == []
     assert (entry.dataset.spatial_kind, entry.dataset.spatial_value) == (kind, expected)
+
+
+def test_several_spatial_extents_cover_their_union():
+    from coverlookup.geometry import geometry_from_spatial
+
+    spatial = [
+        {"dcat:bbox": [-2.0, 50.0, -1.0, 51.0]},
+        {"dcat:bbox": [3.0, 50.0, 4.0, 51.0]},
+        {"dcat:bbox": [0, 0, 1]},  # reported, and the other two still count
+        {"dcat:centroid": "POINT (0 0)"},  # no area: only used when no extent has one
+    ]
+    _, [entry], found = parse_open_energy(_spatial(spatial), URL)
+    assert [(f.pointer, f.code) for f in found] == [
+        ("/0/content/dct:spatial/2/dcat:bbox", "bad-geometry")
+    ]
+    info = entry.dataset
+    assert info.spatial_kind == "multi" and len(info.spatial_value) == 3  # 2 boxes, 1 point
+    geom, found = geometry_from_spatial(info.spatial_kind, info.spatial_value, URL)
+    assert found == [] and geom.geom_type == "MultiPolygon"
+    assert geom.covers(shapely.Point(-1.5, 50.5)) and geom.covers(shapely.Point(3.5, 50.5))
+    assert not geom.covers(shapely.Point(1.0, 50.5))
+    _, [entry], _ = parse_open_energy(_spatial([{"dcat:centroid": "POINT (1 2)"}, {}]), URL)
+    assert (entry.dataset.spatial_kind, entry.dataset.spatial_value) == ("centroid", [1.0, 2.0])
+
+
+def test_wkt_in_a_crs_not_read_is_refused():
+    iri = "http://www.opengis.net/def/crs/EPSG/0/27700"
+    _, [entry], found = parse_open_energy(
+        _spatial({"locn:geometry": f"<{iri}> POINT (450000 200000)"}), URL
+    )
+    assert [(f.code, f.message) for f in found] == [
+        (
+            "unsupported-crs",
+            f"locn:geometry uses CRS {iri!r}; only CRS84 and EPSG:4326 are read",
+        )
+    ]
+    assert entry.dataset.spatial_kind is None
 
 
 @pytest.mark.parametrize(
