@@ -54,17 +54,17 @@ def _shift(geom: BaseGeometry, dx: float) -> BaseGeometry:
 
 
 def _join_at_antimeridian(edges: BaseGeometry) -> BaseGeometry:
-    """Edges of a territory split at ±180, as one continuous set of lines.
+    """Edges of a territory on both sides of the antimeridian, as one continuous set of lines.
 
-    Where the territory lies on both sides of the antimeridian, the cut along it is no edge:
-    it is removed, and copies shifted by ±360° let a nearest-edge search cross over.
+    Copies shifted by ±360° let a nearest-edge search cross over: from lon -179.9 the nearest
+    edge may be an island at lon 179.8. Where the territory is cut along ±180 into two
+    halves, the cut is no edge and is removed first.
     """
     east = shapely.intersection(edges, _MERIDIAN_EAST)
     west = _shift(shapely.intersection(edges, _MERIDIAN_WEST), 360.0)
     cut = shapely.intersection(east, west)
-    if cut.is_empty or shapely.length(cut) == 0:
-        return edges
-    edges = shapely.difference(edges, shapely.union(cut, _shift(cut, -360.0)))
+    if not cut.is_empty and shapely.length(cut) > 0:
+        edges = shapely.difference(edges, shapely.union(cut, _shift(cut, -360.0)))
     parts = [
         line
         for copy in (edges, _shift(edges, 360.0), _shift(edges, -360.0))
@@ -72,6 +72,12 @@ def _join_at_antimeridian(edges: BaseGeometry) -> BaseGeometry:
         if line.geom_type == "LineString"
     ]
     return shapely.multilinestrings(parts)
+
+
+def _crosses_antimeridian(minx: Any, maxx: Any) -> Any:
+    """Bounds that reach ±180, or span more than half the globe (parts on both sides of the
+    antimeridian that need not touch it: islands at 179.8 and -179.9)."""
+    return (minx <= -180.0) | (maxx >= 180.0) | (maxx - minx > 180.0)
 
 
 def east_north_ratio(lat: Any) -> Any:
@@ -123,7 +129,7 @@ def edge_frame(geom: BaseGeometry) -> EdgeFrame:
     minx, miny, maxx, maxy = geom.bounds
     k = float(east_north_ratio((miny + maxy) / 2.0))
     edges = shapely.boundary(geom)
-    if minx <= -180.0 or maxx >= 180.0:
+    if _crosses_antimeridian(minx, maxx):
         edges = _join_at_antimeridian(edges)
     edges = shapely.transform(edges, lambda xy: xy * np.array([k, 1.0]))
     shapely.prepare(edges)
@@ -142,7 +148,7 @@ def edge_frames(geoms: np.ndarray) -> list[EdgeFrame | None]:
         return frames
     bounds = shapely.bounds(geoms)
     areal = shapely.get_type_id(geoms) != shapely.GeometryType.POINT
-    across = (bounds[:, 0] <= -180.0) | (bounds[:, 2] >= 180.0)
+    across = _crosses_antimeridian(bounds[:, 0], bounds[:, 2])
     for t in np.flatnonzero(areal & across).tolist():
         frames[t] = edge_frame(geoms[t])
     simple = np.flatnonzero(areal & ~across)

@@ -229,6 +229,30 @@ def test_boundary_distance_ignores_the_antimeridian_cut(world_edges):
     assert outside.distance_m == pytest.approx(_geodesic(55, -169, 55, -170), abs=1.0)
 
 
+def test_nearest_crosses_the_antimeridian_to_parts_that_do_not_touch_it(tmp_path):
+    """Islands at 179.5..179.8 and a mainland from -178 east, neither reaching ±180 (like the
+    Aleutians in real county and utility data): from -179.95 the islands are 17 km away."""
+    islands = [[[179.5, 51.8], [179.8, 51.8], [179.8, 52.2], [179.5, 52.2], [179.5, 51.8]]]
+    mainland = [[[-178.0, 51.0], [-170.0, 51.0], [-170.0, 53.0], [-178.0, 53.0], [-178.0, 51.0]]]
+    feature = {
+        "type": "Feature",
+        "properties": {"NAME": "aleutians"},
+        "geometry": {"type": "MultiPolygon", "coordinates": [islands, mainland]},
+    }
+    path = tmp_path / "islands.geojson"
+    path.write_bytes(orjson.dumps({"type": "FeatureCollection", "features": [feature]}))
+    index = CoverageIndex.from_geojson(path, name_property="NAME")
+    expected = _geodesic(52.0, -179.95, 52.0, 179.8)
+    for lon in (-179.95, 180.05 - 360.0):
+        (match,) = index.nearest(52.0, lon, 30)
+        assert match.distance_m == pytest.approx(expected, abs=0.01)
+    for lon in (180.0, -180.0):  # one place, two spellings: one answer
+        (match,) = index.nearest(52.0, lon, 30)
+        assert match.distance_m == pytest.approx(_geodesic(52.0, 180.0, 52.0, 179.8), abs=0.01)
+    (inside,) = index.lookup(52.0, -177.99)  # and inside the mainland, its own west edge
+    assert inside.boundary_distance_m == pytest.approx(_geodesic(52, -177.99, 52, -178), abs=0.01)
+
+
 def test_from_geojson_entries_and_match_shape(squares):
     uri = (FIXTURES / "two_squares.geojson").resolve().as_uri()
     (match,) = squares.lookup(0.25, 0.5)
