@@ -121,7 +121,7 @@ class CoverageIndex:
         self._big_bounds = {t: tuple(self._geoms[t].bounds) for t in self._big}
         self._masks: dict[tuple[Any, ...], np.ndarray] = {}
         self._frames: list[EdgeFrame | None] | None = None  # built on first use, or by warm()
-        self._frame_arrays: tuple[np.ndarray, np.ndarray] | None = None  # (k, edges) by territory
+        self._frame_arrays: tuple[np.ndarray, np.ndarray] | None = None  # (params, edges)
         self._rtree: Any = None
 
     # construction --------------------------------------------------------------------------------
@@ -578,11 +578,8 @@ class CoverageIndex:
     def _boundary_distance(self, t: int, lon: float, lat: float) -> float | None:
         """Geodesic metres to the nearest edge of territory ``t``.
 
-        The nearest boundary point is found in a territory-local equirectangular frame (degrees
-        of longitude scaled to the length of degrees of latitude on the WGS 84 ellipsoid at the
-        territory's middle latitude), then the distance to it is measured on the ellipsoid with
-        pyproj.Geod. The chosen point is exact for territories of a few degrees; for very tall
-        ones it can be a slightly farther boundary point (never a point off the boundary).
+        The nearest boundary point is found in the territory's conformal frame (see
+        ``_geodesy``), then the distance to it is measured on the ellipsoid with pyproj.Geod.
         """
         frames = self._frames
         if frames is None:
@@ -595,10 +592,13 @@ class CoverageIndex:
     def _edge_frames(self) -> list[EdgeFrame | None]:
         if self._frames is None:
             frames = edge_frames(self._geoms)
-            ks = np.array([f[0] if f else np.nan for f in frames], dtype=np.float64)
+            params = np.full((len(frames), 4), np.nan)
+            for t, frame in enumerate(frames):
+                if frame is not None:
+                    params[t] = frame[0]
             edges = np.empty(len(frames), dtype=object)
             edges[:] = [f[1] if f else None for f in frames]
-            self._frame_arrays = (ks, edges)
+            self._frame_arrays = (params, edges)
             self._frames = frames
         return self._frames
 
@@ -620,18 +620,18 @@ class CoverageIndex:
             return []
         self._edge_frames()
         assert self._frame_arrays is not None
-        ks, edges = self._frame_arrays
+        params, edges = self._frame_arrays
         t = np.asarray(territories, dtype=np.int64)
-        kt = ks[t]
-        areal = ~np.isnan(kt)  # point-only territories have no edges
+        pt = params[t]
+        areal = ~np.isnan(pt[:, 1])  # point-only territories have no edges
         if areal.all():
-            out = distances_to_edges(kt, edges[t], np.asarray(lons), np.asarray(lats)).tolist()
+            out = distances_to_edges(pt, edges[t], np.asarray(lons), np.asarray(lats)).tolist()
             return out  # type: ignore[no-any-return]
         values: list[float | None] = [None] * n
         which = np.flatnonzero(areal)
         if len(which):
             lon_arr, lat_arr = np.asarray(lons)[which], np.asarray(lats)[which]
-            found = distances_to_edges(kt[which], edges[t[which]], lon_arr, lat_arr)
+            found = distances_to_edges(pt[which], edges[t[which]], lon_arr, lat_arr)
             for i, value in zip(which.tolist(), found.tolist(), strict=True):
                 values[i] = value
         return values

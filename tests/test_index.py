@@ -31,6 +31,14 @@ def _geodesic(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return GEOD.inv(lon1, lat1, lon2, lat2)[2]
 
 
+def _to_meridian(lat: float, lon: float, meridian: float) -> float:
+    """Geodesic metres to the nearest point of a meridian near ``lat`` (the foot of the
+    shortest geodesic lies a little poleward of ``lat``), by a fine search."""
+    lats = np.linspace(lat - 0.5, lat + 0.5, 100_001)
+    n = len(lats)
+    return float(min(GEOD.inv([lon] * n, [lat] * n, [meridian] * n, lats)[2]))
+
+
 # --- the US territories against a brute-force oracle -------------------------------------------
 
 
@@ -225,8 +233,10 @@ def test_boundary_distance_ignores_the_antimeridian_cut(world_edges):
     (near,) = world_edges.lookup(52.0, 179.9)
     assert near.boundary_distance_m == pytest.approx(_geodesic(52, 179.9, 50, 179.9), abs=0.01)
     # Nearest across the antimeridian, from outside: 1° east of the territory's east edge.
+    # The foot of the shortest geodesic to a meridian lies a little poleward (55.0041°N).
     (outside,) = world_edges.nearest(55.0, -169.0, 100)
-    assert outside.distance_m == pytest.approx(_geodesic(55, -169, 55, -170), abs=1.0)
+    assert outside.distance_m == pytest.approx(_to_meridian(55.0, -169.0, -170.0), abs=0.01)
+    assert outside.distance_m < _geodesic(55, -169, 55, -170) - 1.0
 
 
 def test_nearest_crosses_the_antimeridian_to_parts_that_do_not_touch_it(tmp_path):
@@ -242,15 +252,53 @@ def test_nearest_crosses_the_antimeridian_to_parts_that_do_not_touch_it(tmp_path
     path = tmp_path / "islands.geojson"
     path.write_bytes(orjson.dumps({"type": "FeatureCollection", "features": [feature]}))
     index = CoverageIndex.from_geojson(path, name_property="NAME")
-    expected = _geodesic(52.0, -179.95, 52.0, 179.8)
-    for lon in (-179.95, 180.05 - 360.0):
-        (match,) = index.nearest(52.0, lon, 30)
-        assert match.distance_m == pytest.approx(expected, abs=0.01)
+    (match,) = index.nearest(52.0, -179.95, 30)
+    assert match.distance_m == pytest.approx(_to_meridian(52.0, -179.95, 179.8), abs=0.01)
     for lon in (180.0, -180.0):  # one place, two spellings: one answer
         (match,) = index.nearest(52.0, lon, 30)
-        assert match.distance_m == pytest.approx(_geodesic(52.0, 180.0, 52.0, 179.8), abs=0.01)
+        assert match.distance_m == pytest.approx(_to_meridian(52.0, 180.0, 179.8), abs=0.01)
     (inside,) = index.lookup(52.0, -177.99)  # and inside the mainland, its own west edge
-    assert inside.boundary_distance_m == pytest.approx(_geodesic(52, -177.99, 52, -178), abs=0.01)
+    assert inside.boundary_distance_m == pytest.approx(
+        _to_meridian(52.0, -177.99, -178.0), abs=0.01
+    )
+
+
+def _nearest_boundary_sample(geom, lat: float, lon: float) -> float:
+    """Geodesic metres to the nearest of the boundary's points every 0.0005° (a brute-force
+    reference, at most a few centimetres long for distances of tens of kilometres)."""
+    coords = shapely.get_coordinates(shapely.segmentize(shapely.boundary(geom), 0.0005))
+    n = len(coords)
+    return float(min(GEOD.inv([lon] * n, [lat] * n, coords[:, 0], coords[:, 1])[2]))
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon"),
+    [
+        (48.5, -102.03),  # east edge 150 km away, north edge 167 km: scaled at 40°N, it was 167
+        (31.0, -108.5),  # near the bottom, where a degree of longitude is longest
+        (40.0, -105.0),
+        (49.9, -109.9),  # a corner
+        (47.0, -101.0),
+    ],
+)
+def test_boundary_distance_of_a_tall_territory_is_geodesic(tmp_path, lat, lon):
+    """A territory spanning 20 degrees of latitude: the nearest edge point is found in a
+    conformal frame, so the east edge at the top is not taken for farther than it is."""
+    ring = [[-110.0, 30.0], [-100.0, 30.0], [-100.0, 50.0], [-110.0, 50.0], [-110.0, 30.0]]
+    feature = {
+        "type": "Feature",
+        "properties": {"NAME": "tall"},
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
+    path = tmp_path / "tall.geojson"
+    path.write_bytes(orjson.dumps({"type": "FeatureCollection", "features": [feature]}))
+    index = CoverageIndex.from_geojson(path, name_property="NAME")
+    (match,) = index.lookup(lat, lon)
+    expected = _nearest_boundary_sample(shapely.Polygon(ring), lat, lon)
+    assert match.boundary_distance_m == pytest.approx(expected, abs=0.5)
+    (outside,) = index.nearest(lat, -98.5, 500)  # and from outside, east of it
+    expected = _nearest_boundary_sample(shapely.Polygon(ring), lat, -98.5)
+    assert outside.distance_m == pytest.approx(expected, abs=0.5)
 
 
 def test_from_geojson_entries_and_match_shape(squares):
