@@ -328,7 +328,18 @@ def parse_coverage_page(
             continue
         seen[entry.id] = i
         entries.append(entry)
-    _check_newest_first(raw_entries or (), found)
+    # Newest first is a rule of the 2025 draft (section 4.1); the 2023 text has no order.
+    if server is not None:
+        listing_2023 = server.shape == SHAPE_2023
+    else:
+        listing_2023 = any(
+            isinstance(raw, dict)
+            and isinstance(raw.get("type"), str)
+            and raw["type"] in LEGACY_ENTRY_TYPES
+            for raw in raw_entries or ()
+        )
+    if not listing_2023:
+        _check_newest_first(raw_entries or (), found)
     extra = {k: v for k, v in value.items() if k not in _LISTING_KNOWN}
     page = CoveragePage(
         url=url, entries=tuple(entries), next=links["next"], previous=links["previous"], extra=extra

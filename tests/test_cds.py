@@ -121,6 +121,17 @@ def test_2023_entry_of_an_extension_type_needs_only_the_2023_fields():
     assert "wrong-type" in {f.code for f in found}
 
 
+def test_newest_first_is_a_2025_rule_only():
+    server, _ = _server("2023-metadata.json")
+    coverage = json.loads((SPEC / "repaired" / "2023-coverage.json").read_text())
+    older = dict(coverage["coverage_entries"][0], id="older", updated="2020-01-01T00:00:00Z")
+    coverage["coverage_entries"].insert(0, older)  # oldest first: fine in a 2023 listing
+    _, found = cds.parse_coverage_page(coverage, server.coverage_url, server)
+    assert not found
+    _, found = cds.parse_coverage_page(coverage, server.coverage_url, None)  # 2023 entry types
+    assert "not-newest-first" not in {f.code for f in found}
+
+
 def test_overview_links_and_capabilities():
     server, found = _server("overview-metadata.json")
     assert server.capabilities == ("coverage", "oauth", "ieee1547")
