@@ -112,6 +112,7 @@ def _parse_dataset(item: Any, index: int, url: str, found: FindingList) -> Entry
     values: dict[str, Any] = {}
     for term in _MANDATORY:
         key, val = _content_value(content, term)
+        val = _literal(val)  # a JSON-LD value object: {"@value": "...", "@language": "en"}
         if key is None:
             shown = term if not term.startswith("oe:") else f"{term} (or ib1{term})"
             found.error(
@@ -191,7 +192,13 @@ def _parse_access(raw: Any, base: str, found: FindingList, present: bool) -> lis
         if not isinstance(rule.get("rule"), str):
             found.error(ptr + "/rule", "missing-field", "access rule needs a 'rule' string")
             continue
-        if "sufficient" in rule and not isinstance(rule["sufficient"], bool):
+        if "sufficient" not in rule:
+            found.warning(
+                ptr + "/sufficient",
+                "missing-field",
+                "access rule has no 'sufficient'; read as false (the conditions are indicative)",
+            )
+        elif not isinstance(rule["sufficient"], bool):
             found.error(
                 ptr + "/sufficient",
                 "wrong-type",

@@ -169,6 +169,10 @@ def test_bad_spatial_is_reported_and_entry_kept(spatial, pointer, code):
             [("error", "/0/content/dct:title", "missing-field")],
         ),
         (
+            lambda d: d[0]["access"][0].pop("sufficient"),
+            [("warning", "/0/access/0/sufficient", "missing-field")],
+        ),
+        (
             lambda d: d[0]["content"].pop("ib1oe:dataSetStableIdentifier"),
             [
                 ("error", "/0/content/oe:dataSetStableIdentifier", "missing-field"),
@@ -205,6 +209,13 @@ def test_broken_data_sets(change, expected):
     change(doc)
     _, _, found = parse_open_energy(doc, URL)
     assert [(f.severity.value, f.pointer, f.code) for f in found] == expected
+
+
+def test_a_json_ld_value_object_is_read_as_its_value():
+    doc = _base()
+    doc[0]["content"]["dct:title"] = {"@value": "Headroom", "@language": "en"}
+    _, [entry], found = parse_open_energy(doc, URL)
+    assert found == [] and entry.name == "Headroom"
 
 
 def test_top_level_must_be_a_list():
