@@ -57,12 +57,21 @@ class Reader:
 
     def datetime(self, name: str) -> str | None:
         value = self.string(name)
-        if value is not None and parse_datetime(value) is None:
+        if value is None:
+            return None
+        if parse_datetime(value) is None:
             self.found.warning(
                 self.ptr(name),
                 "bad-datetime",
                 f"'{name}' is {value!r}, not an RFC 3339 / ISO 8601 date-time "
                 "(e.g. 2024-01-01T00:00:00Z)",
+            )
+        elif _DATETIME.match(value).group(8) is None:  # type: ignore[union-attr]
+            self.found.notice(
+                self.ptr(name),
+                "datetime-without-offset",
+                f"'{name}' is {value!r}, with no time zone offset (RFC 3339 requires one, "
+                "e.g. Z); read as UTC",
             )
         return value
 
