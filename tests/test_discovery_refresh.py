@@ -103,6 +103,18 @@ def test_refresh_reuses_304_and_keeps_failed_sources_stale(
     assert b'"a1"' in (loaded.geometry_bytes(a1) or b"")
     assert loaded.stale == second.stale
 
+    # A third crawl with the same failures still keeps the last good copies, with their
+    # original fetch times: an outage over several refreshes loses nothing.
+    third, report3 = _crawl(fed, seeds, previous=loaded)
+    assert {e.key for e in third.entries} == keys_before
+    assert set(third.stale) == set(second.stale)
+    assert {(p.url, p.kind) for p in report3.problems} == set(problems)
+    meta3 = third.document(SUB_A)
+    assert meta3 is not None and meta3.stale and meta3.fetched_at == meta.fetched_at
+    write_snapshot(root, third)
+    a1 = next(e for e in load_snapshot(root).entries if e.key == f"{SUB_A}#a1")
+    assert b'"a1"' in (load_snapshot(root).geometry_bytes(a1) or b"")
+
 
 def test_host_mirror_directory_needs_no_network(tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"

@@ -106,7 +106,9 @@ class Crawler:
         self._prev_docs: dict[str, DocumentRecord] = {}
         if self.previous is not None:
             for record in self.previous.documents:
-                if record.sha256 and not record.error:
+                # A copy kept stale after a failure is still the last good one: a source down
+                # for several refreshes in a row keeps it until a good fetch replaces it.
+                if record.sha256 and (not record.error or record.stale):
                     self._prev_docs.setdefault(record.url, record)
         self.snapshot = Snapshot.new(
             seeds=[s.text for s in self.seeds], options=self.options.describe()
