@@ -306,13 +306,16 @@ def parse_coverage_page(
             )
     raw_entries = value.get("coverage_entries")
     entries: list[Entry] = []
-    if raw_entries is not None and not isinstance(raw_entries, list):
-        found.error(
-            "/coverage_entries",
-            "wrong-type",
-            f"'coverage_entries' must be an array, got {type_name(raw_entries)}",
-        )
-        raw_entries = []
+    if not isinstance(raw_entries, list):
+        # Without its entries array this is no coverage listing (an error page, another
+        # document): unusable, so a refresh falls back to the last good copy.
+        if "coverage_entries" in value:
+            found.error(
+                "/coverage_entries",
+                "wrong-type",
+                f"'coverage_entries' must be an array, got {type_name(raw_entries)}",
+            )
+        return None, found
     seen: dict[str, int] = {}
     for i, raw in enumerate(raw_entries or ()):
         entry = parse_entry(raw, i, url, server, found)

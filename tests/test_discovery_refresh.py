@@ -116,6 +116,31 @@ def test_refresh_reuses_304_and_keeps_failed_sources_stale(
     assert b'"a1"' in (load_snapshot(root).geometry_bytes(a1) or b"")
 
 
+async def _not_a_listing(request: web.Request) -> web.Response:
+    return web.json_response({"oops": 1})
+
+
+def test_a_listing_without_its_entries_array_is_a_problem_and_keeps_the_last_good_copy(
+    fed: FakeFederation, tmp_path: Path
+) -> None:
+    page = "https://sub-b.test/cds/coverage-2.json"
+    fed.overrides[("sub-b.test", "/cds/coverage-2.json")] = _not_a_listing
+    _, report = _crawl(fed, ["holding.test"])
+    problem = next(p for p in report.problems if p.url == page)
+    assert problem.kind == "invalid_document"
+    assert "REQUIRED 'coverage_entries'" in problem.message
+    assert problem.kept == "nothing from this document"
+    # Refreshed after a good crawl: the page turning into something else keeps its entries.
+    del fed.overrides[("sub-b.test", "/cds/coverage-2.json")]
+    good, _ = _crawl(fed, ["holding.test"])
+    root = tmp_path / "snaps"
+    write_snapshot(root, good)
+    fed.overrides[("sub-b.test", "/cds/coverage-2.json")] = _not_a_listing
+    again, report = _crawl(fed, ["holding.test"], previous=load_snapshot(root))
+    assert {e.key for e in again.entries} == {e.key for e in good.entries}
+    assert next(p for p in report.problems if p.url == page).kept.endswith("marked stale")
+
+
 def test_host_mirror_directory_needs_no_network(tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     for host in ("holding.test", "sub-a.test", "sub-b.test", "legacy.test"):
