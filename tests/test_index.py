@@ -301,6 +301,33 @@ def test_boundary_distance_of_a_tall_territory_is_geodesic(tmp_path, lat, lon):
     assert outside.distance_m == pytest.approx(expected, abs=0.5)
 
 
+@pytest.mark.parametrize(
+    ("box", "lat", "lon", "rel"),
+    [
+        ((-100.0, 30.0, 100.0, 50.0), 40.0, 0.0, 2e-3),  # 200° wide: edges through 0, not 180
+        ((-100.0, 30.0, 100.0, 50.0), 31.0, 0.0, 1e-6),
+        ((-10.0, -40.0, 10.0, 40.0), 37.0, 7.0, 3e-4),  # straddles the equator
+        ((-60.0, 75.0, 0.0, 86.0), 85.5, -55.0, 1e-5),  # near a pole
+        ((-60.0, -89.8, 0.0, -75.0), -89.0, -30.0, 1e-5),
+    ],
+)
+def test_boundary_distance_in_wide_equatorial_and_polar_territories(box, lat, lon, rel):
+    from coverlookup._geodesy import distance_to_edges, edge_frame
+
+    geom = shapely.box(*box)
+    expected = _nearest_boundary_sample(geom, lat, lon)
+    assert distance_to_edges(edge_frame(geom), lon, lat) == pytest.approx(expected, rel=rel)
+
+
+def test_a_polar_cap_has_no_edge_along_the_pole():
+    from coverlookup._geodesy import distance_to_edges, edge_frame
+
+    cap = shapely.box(-180.0, 60.0, 180.0, 90.0)  # the pole side and the ±180 cut are no edges
+    assert distance_to_edges(edge_frame(cap), 0.0, 85.0) == pytest.approx(
+        _geodesic(85.0, 0.0, 60.0, 0.0), abs=1.0
+    )
+
+
 def test_from_geojson_entries_and_match_shape(squares):
     uri = (FIXTURES / "two_squares.geojson").resolve().as_uri()
     (match,) = squares.lookup(0.25, 0.5)
