@@ -177,7 +177,10 @@ def parse_yaml(data: bytes) -> Any:
         raise DocumentSyntaxError(
             f"invalid YAML at line {line} column {col}: {problem}", line=line, column=col
         ) from None
-    except (yaml.YAMLError, RecursionError) as exc:
+    except DocumentSyntaxError:
+        raise
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        # ValueError: an integer of over 4,300 digits (Python's int limit), among others
         raise DocumentSyntaxError(f"invalid YAML: {exc}") from None
     _check_depth(value)
     return _plain(value)
@@ -197,7 +200,10 @@ YAML_TEXT_KEYS = frozenset(
         "ib1oe:sensitivityClass",
     }
 )
-_YAML_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+# Plain scalars YAML would read as something else: numbers, and yes/no/on/off as booleans.
+_YAML_NUMBER_TAGS = frozenset(
+    {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"}
+)
 
 
 def _keep_text(root: Any) -> None:
@@ -213,14 +219,17 @@ def _keep_text(root: Any) -> None:
         if isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
         elif isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
+            for i, (key, value) in enumerate(node.value):
                 if (
                     isinstance(key, yaml.ScalarNode)
                     and key.value in YAML_TEXT_KEYS
                     and isinstance(value, yaml.ScalarNode)
                     and value.tag in _YAML_NUMBER_TAGS
                 ):
-                    value.tag = "tag:yaml.org,2002:str"
+                    # A new node: an alias of the old one elsewhere keeps its own reading.
+                    text = yaml.ScalarNode("tag:yaml.org,2002:str", value.value)
+                    node.value[i] = (key, text)
+                    continue
                 stack.append(value)
 
 

@@ -70,8 +70,7 @@ class Reader:
             self.found.notice(
                 self.ptr(name),
                 "datetime-without-offset",
-                f"'{name}' is {value!r}, with no time zone offset (RFC 3339 requires one, "
-                "e.g. Z); read as UTC",
+                f"'{name}' is {value!r}, with no time zone offset (such as Z); read as UTC",
             )
         return value
 
@@ -154,8 +153,10 @@ def parse_datetime(value: str) -> dt.datetime | None:
     if offset and offset not in ("Z", "z"):
         sign = 1 if offset[0] == "+" else -1
         digits = offset[1:].replace(":", "")
-        delta = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-        return parsed.replace(tzinfo=dt.timezone(sign * delta))
+        hours, minutes = int(digits[:2]), int(digits[2:])
+        if hours > 23 or minutes > 59:  # +24:00, +99:99: no offset datetime can hold
+            return None
+        return parsed.replace(tzinfo=dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes)))
     return parsed.replace(tzinfo=dt.timezone.utc)
 
 

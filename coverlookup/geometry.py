@@ -168,10 +168,11 @@ def _spatial_union(
     areas: list[BaseGeometry] = []
     points: list[BaseGeometry] = []
     for i, part in enumerate(parts):
-        if not (isinstance(part, (list, tuple)) and len(part) == 2 and part[0] != "multi"):
+        if not (isinstance(part, (list, tuple)) and len(part) in (2, 3) and part[0] != "multi"):
             findings.error(f"{ptr}/{i}", "unsupported-spatial", "not a (kind, value) pair")
             continue
-        geom, sub = geometry_from_spatial(part[0], part[1], document, f"{ptr}/{i}")
+        where = part[2] if len(part) == 3 and isinstance(part[2], int) else i
+        geom, sub = geometry_from_spatial(part[0], part[1], document, f"{ptr}/{where}")
         findings.extend(sub)
         if geom is not None:
             (points if geom.geom_type == "Point" else areas).append(geom)

@@ -134,7 +134,7 @@ class DatasetInfo:
     mime: str | None = None
     heartbeat_url: str | None = None
     # Spatial coverage from DCAT: kind is "bbox", "wkt", "geojson" or "centroid", or "multi"
-    # for several extents (a list of [kind, value], covering their union).
+    # for several extents (a list of [kind, value, position], covering their union).
     spatial_kind: str | None = None
     spatial_value: Any = None
 

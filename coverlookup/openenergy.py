@@ -294,7 +294,7 @@ def _parse_spatial(
     content: Mapping[str, Any], cbase: str, found: FindingList
 ) -> tuple[str | None, Any]:
     """``dct:spatial`` -> (kind, value); several extents (DCAT allows many) -> ("multi",
-    [[kind, value], ...]), which covers their union."""
+    [[kind, value, position in dct:spatial], ...]), which covers their union."""
     spatial = content.get("dct:spatial")
     if spatial is None:
         return None, None
@@ -302,7 +302,7 @@ def _parse_spatial(
     if not isinstance(spatial, list):
         return _one_spatial(spatial, sbase, found)
     parts = [_one_spatial(item, f"{sbase}/{i}", found) for i, item in enumerate(spatial)]
-    usable = [[kind, value] for kind, value in parts if kind is not None]
+    usable = [[kind, value, i] for i, (kind, value) in enumerate(parts) if kind is not None]
     if not usable:
         return None, None
     if len(usable) == 1:
@@ -403,7 +403,7 @@ def _check_numbers(
 
 
 _CRS84 = re.compile(r"\bCRS84$", re.IGNORECASE)
-_EPSG_4326 = re.compile(r"(?:/EPSG/\d+/4326|\bEPSG:{1,2}4326)$", re.IGNORECASE)
+_EPSG_4326 = re.compile(r"(?:/EPSG/[\d.]+/4326|\bEPSG:(?:[\d.]*:)?4326)$", re.IGNORECASE)
 
 
 def _check_wkt(text: str, ptr: str, term: str, found: FindingList) -> tuple[str | None, Any]:

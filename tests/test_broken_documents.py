@@ -124,6 +124,10 @@ CASES: dict[str, tuple[dict | list | str, list[tuple[str, str, str]]]] = {
         meta(put("updated", "2025-02-30T00:00:00Z")),
         [(W, "/updated", "bad-datetime")],
     ),
+    "created with an impossible offset": (
+        meta(put("created", "2023-01-01T00:00:00+24:00")),
+        [(W, "/created", "bad-datetime")],
+    ),
     "created with no offset": (
         meta(put("created", "2023-01-01T00:00:00")),
         [(N, "/created", "datetime-without-offset")],

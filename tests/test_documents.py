@@ -108,6 +108,11 @@ def test_yaml_modest_aliases_and_merge_keys_still_load():
     }
 
 
+def test_yaml_integer_too_long_for_python_is_a_syntax_error():
+    with pytest.raises(DocumentSyntaxError, match="invalid YAML"):
+        parse_document(b"- n: " + b"9" * 5000 + b"\n", hint="x.yaml")
+
+
 def test_yaml_open_energy_text_values_stay_as_written():
     value = parse_document(
         b"- content:\n"
@@ -117,6 +122,10 @@ def test_yaml_open_energy_text_values_stay_as_written():
         b"    other: 1.10\n",  # any other key: YAML's number, as before
         hint="x.yaml",
     )
+    aliased = parse_document(
+        b"- a: &v 1.10\n  content:\n    dcat:version: *v\n    dct:title: no\n", hint="x.yaml"
+    )
+    assert aliased == [{"a": 1.1, "content": {"dcat:version": "1.10", "dct:title": "no"}}]
     assert value == [
         {
             "content": {

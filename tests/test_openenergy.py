@@ -90,6 +90,11 @@ def _spatial(value):
             "centroid",
             [-1.2, 51.7],
         ),
+        (
+            {"dcat:centroid": "<urn:ogc:def:crs:EPSG:6.6:4326> POINT (51.7 -1.2)"},
+            "centroid",
+            [-1.2, 51.7],
+        ),
     ],
 )
 def test_dcat_spatial_forms(spatial, kind, expected):
@@ -117,6 +122,11 @@ def test_several_spatial_extents_cover_their_union():
     assert found == [] and geom.geom_type == "MultiPolygon"
     assert geom.covers(shapely.Point(-1.5, 50.5)) and geom.covers(shapely.Point(3.5, 50.5))
     assert not geom.covers(shapely.Point(1.0, 50.5))
+    # A finding made when the index is built names the extent's own position in dct:spatial.
+    spatial = [spatial[0], {"dcat:bbox": [0, 0, 1]}, {"dcat:bbox": [3.0, 50.0, 4.0, 50.0]}]
+    _, [entry], _ = parse_open_energy(_spatial(spatial), URL)
+    _, found = geometry_from_spatial(entry.dataset.spatial_kind, entry.dataset.spatial_value, URL)
+    assert [f.pointer for f in found] == ["/2"]
     _, [entry], _ = parse_open_energy(_spatial([{"dcat:centroid": "POINT (1 2)"}, {}]), URL)
     assert (entry.dataset.spatial_kind, entry.dataset.spatial_value) == ("centroid", [1.0, 2.0])
 
