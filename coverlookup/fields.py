@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 from coverlookup.findings import FindingList, pointer
 
@@ -160,6 +160,12 @@ def parse_datetime(value: str) -> dt.datetime | None:
     return parsed.replace(tzinfo=dt.timezone.utc)
 
 
+# URL fields the crawler fetches: kept without a fragment or credentials.
+FETCHED_URL_FIELDS = frozenset(
+    {"coverage", "related_metadata", "next", "previous", "geojson_resource"}
+)
+
+
 def check_url(
     value: str, ptr: str, found: FindingList, base: str | None, *, field: str
 ) -> str | None:
@@ -176,6 +182,8 @@ def check_url(
     if not parts.scheme:
         if base and urlsplit(base).scheme in ("http", "https", "file"):
             resolved = urljoin(base, stripped)
+            if field in FETCHED_URL_FIELDS:
+                resolved = urldefrag(resolved)[0]
             found.warning(
                 ptr,
                 "relative-url",
@@ -199,13 +207,22 @@ def check_url(
     except ValueError:
         found.error(ptr, "bad-url", f"'{field}' has an invalid port: {value!r}")
         return None
+    fetched = field in FETCHED_URL_FIELDS
     if parts.username is not None or parts.password is not None:
         found.warning(
             ptr,
             "credentials-in-url",
             f"'{field}' carries a user name or password before the host; a public document "
-            "should not publish credentials (and clients may send them on)",
+            "should not publish credentials"
+            + ("; they are dropped, never sent or stored" if fetched else ""),
         )
+        if fetched:
+            host = parts.netloc.rpartition("@")[2]
+            stripped = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    if fetched and "#" in stripped:
+        # A fragment never reaches the server: without it, one document has one URL (and its
+        # entries' keys do not get a second '#').
+        stripped = urldefrag(stripped)[0]
     if parts.scheme == "http":
         found.warning(ptr, "not-https", f"'{field}' is not an https URL: {value}")
     return stripped

@@ -215,3 +215,22 @@ def test_url_with_credentials_is_a_warning():
     assert [(f.severity.value, f.pointer, f.code) for f in found] == [
         ("warning", "/support", "credentials-in-url")
     ]
+
+
+def test_urls_the_crawler_fetches_lose_credentials_and_fragments():
+    """A linked document is fetched without the credentials a link carries (never sent or
+    stored) and without its fragment (one document, one URL; entry keys get one '#')."""
+    doc = json.loads((SPEC / "repaired" / "2025-metadata.json").read_text())
+    doc["coverage"] = "https://user:secret@example.com/cds/coverage.json#part"
+    doc["related_metadata"] = ["sister.json#x", "https://example.com/other.json#"]
+    server, found = cds.parse_server(
+        doc, "https://example.com/.well-known/cds-server-metadata.json"
+    )
+    assert server.coverage_url == "https://example.com/cds/coverage.json"
+    assert server.related_metadata == (
+        "https://example.com/.well-known/sister.json",
+        "https://example.com/other.json",
+    )
+    credentials = [f for f in found if f.code == "credentials-in-url"]
+    assert [f.pointer for f in credentials] == ["/coverage"]
+    assert credentials[0].message.endswith("they are dropped, never sent or stored")

@@ -159,7 +159,8 @@ def test_pin_with_an_unclosed_bracket_is_refused() -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("https://Sub.Example./x?a=1#f", "https://sub.example/x?a=1#f"),
+        ("https://Sub.Example./x?a=1#f", "https://sub.example/x?a=1"),  # never sent: no part
+        ("https://sub.example/x#", "https://sub.example/x"),
         ("HTTPS://SUB.EXAMPLE/x", "https://sub.example/x"),
         ("HTTPS://sub.example/x", "https://sub.example/x"),  # the scheme alone
         ("https://u:p@sub.example.:8443/p%20q", "https://u:p@sub.example:8443/p%20q"),

@@ -633,6 +633,8 @@ def canonical_url(url: str) -> str:
     scheme = parts.scheme
     if scheme not in ("http", "https"):
         return url
+    if parts.fragment or "#" in url:  # never sent: a.json#x is a.json
+        return canonical_url(urlunsplit((scheme, parts.netloc, parts.path, parts.query, "")))
     userinfo, at, hostport = parts.netloc.rpartition("@")
     if hostport.startswith("["):  # an IPv6 literal: its colons are not a port's
         host, colon, port = hostport, "", ""
