@@ -141,6 +141,60 @@ def test_a_listing_without_its_entries_array_is_a_problem_and_keeps_the_last_goo
     assert next(p for p in report.problems if p.url == page).kept.endswith("marked stale")
 
 
+_UNCLOSED = {
+    "type": "Polygon",
+    "coordinates": [[[10.0, 10.0], [11.0, 10.0], [11.0, 11.0], [10.0, 11.0]]],
+}
+_SQUARE = {
+    "type": "Polygon",
+    "coordinates": [[[10.0, 10.0], [11.0, 10.0], [11.0, 11.0], [10.0, 11.0], [10.0, 10.0]]],
+}
+
+
+async def _unclosed_ring(request: web.Request) -> web.Response:
+    return web.json_response({"type": "Feature", "properties": {}, "geometry": _UNCLOSED})
+
+
+async def _one_bad_feature(request: web.Request) -> web.Response:
+    features = [
+        {"type": "Feature", "properties": {}, "geometry": _SQUARE},
+        {"type": "Feature", "properties": {}, "geometry": _UNCLOSED},
+    ]
+    return web.json_response({"type": "FeatureCollection", "features": features})
+
+
+def test_a_geojson_without_a_usable_geometry_is_a_crawl_problem_and_keeps_the_last_good_copy(
+    fed: FakeFederation, tmp_path: Path
+) -> None:
+    geo = "https://sub-a.test/geo/a1.geojson"
+    fed.overrides[("sub-a.test", "/geo/a1.geojson")] = _unclosed_ring
+    _, report = _crawl(fed, ["holding.test"])
+    problem = next(p for p in report.problems if p.url == geo)
+    assert problem.kind == "invalid_geometry"
+    assert problem.message.startswith("no usable geometry: ")
+    assert "closed" in problem.message and "/geometry/coordinates/0" in problem.message
+    assert problem.kept == f"entry {SUB_A}#a1 without its geometry"
+
+    del fed.overrides[("sub-a.test", "/geo/a1.geojson")]
+    good, _ = _crawl(fed, ["holding.test"])
+    root = tmp_path / "snaps"
+    write_snapshot(root, good)
+    fed.overrides[("sub-a.test", "/geo/a1.geojson")] = _unclosed_ring
+    again, report = _crawl(fed, ["holding.test"], previous=load_snapshot(root))
+    problem = next(p for p in report.problems if p.url == geo)
+    assert (problem.kind, problem.kept.endswith("marked stale")) == ("invalid_geometry", True)
+    record = again.document(geo)
+    assert record is not None and record.stale
+    assert again.raw(record.sha256 or "") == good.raw(good.document(geo).sha256 or "")
+
+    # Some features bad, some good: a problem, and the good ones are what is kept.
+    fed.overrides[("sub-a.test", "/geo/a1.geojson")] = _one_bad_feature
+    _, report = _crawl(fed, ["holding.test"])
+    problem = next(p for p in report.problems if p.url == geo)
+    assert (problem.kind, problem.kept) == ("invalid_geometry", "the document's usable features")
+    assert "/features/1/geometry/coordinates/0" in problem.message
+
+
 def test_host_mirror_directory_needs_no_network(tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     for host in ("holding.test", "sub-a.test", "sub-b.test", "legacy.test"):

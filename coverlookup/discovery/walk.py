@@ -595,6 +595,39 @@ class Crawler:
                 # The bytes stay in raw/, but no entry gets an unreadable geometry from them.
                 record.sha256 = None
                 self._note_entry_without_geometry(url, entry)
+            return
+        if record.stale or record.status == 304:
+            return  # the last good copy, checked when it was fetched
+        await self._check_geometry(record, value, entry)
+
+    async def _check_geometry(self, record: DocumentRecord, value: Any, entry: Entry) -> None:
+        """Read the territory now, as the index will: a document without a usable geometry
+        is a problem of this crawl, and on refresh the last good copy stays (marked stale).
+        Shapely work runs in a thread, so a server refreshing its data keeps answering."""
+        from coverlookup.geometry import territory_from_geojson
+
+        geom, found = await asyncio.to_thread(territory_from_geojson, value, record.url)
+        errors = [f for f in found if f.severity == Severity.ERROR]
+        record.findings.extend(errors)
+        if not errors:
+            return
+        first = errors[0]
+        where = f" at {first.pointer}" if first.pointer else ""
+        message = f"{first.message}{where}"
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more problems)"
+        if geom is None:
+            kept = self._unusable(record, f"no usable geometry: {message}", "invalid_geometry")
+            if kept is None:
+                self._note_entry_without_geometry(record.url, entry)
+            return
+        self.report.add(
+            record.url,
+            "invalid_geometry",
+            message,
+            "the document's usable features",
+            document_kind="geojson",
+        )
 
     def _note_entry_without_geometry(self, url: str, entry: Entry) -> None:
         for problem in reversed(self.report.problems):
