@@ -150,6 +150,19 @@ def test_timeouts_must_be_finite(value: float) -> None:
     )
 
 
+def test_pins_and_domain_seeds_take_international_names_in_either_spelling() -> None:
+    pin = Pin.parse("Bücher.Test.:443:127.0.0.1")
+    assert pin.host == "xn--bcher-kva.test"
+    guard = AddressGuard({(pin.host, pin.port): pin}, allow_private=False)
+    # aiohttp resolves the xn-- name; its connector reports the Unicode one: both are pinned.
+    for host in ("xn--bcher-kva.test", "bücher.test", "BÜCHER.test."):
+        assert guard.pin(host, 443) is pin
+        assert guard.refusal(host, 443, "127.0.0.1") is None
+    assert guard.refusal("other.test", 443, "127.0.0.1") is not None
+    seed = classify_seed("Bücher.test")
+    assert (seed.kind, seed.target) == ("domain", "xn--bcher-kva.test")
+
+
 def test_pin_with_an_unclosed_bracket_is_refused() -> None:
     with pytest.raises(UsageError) as info:
         Pin.parse("a.test:443:[::1")

@@ -29,7 +29,7 @@ from aiohttp.resolver import ThreadedResolver
 from multidict import CIMultiDict
 from yarl import URL
 
-from coverlookup.discovery.options import CrawlOptions, Pin
+from coverlookup.discovery.options import CrawlOptions, Pin, ascii_host
 from coverlookup.discovery.safety import check_url, unsafe_address_reason
 from coverlookup.errors import FetchError, UnsafeURLError
 
@@ -94,7 +94,7 @@ class AddressGuard:
         self.allow_private = allow_private
 
     def pin(self, host: str, port: int) -> Pin | None:
-        return self.pins.get((host.lower().rstrip("."), port))
+        return self.pins.get((ascii_host(host), port))
 
     def refusal(self, host: str | None, port: int | None, address: str) -> str | None:
         if self.allow_private:

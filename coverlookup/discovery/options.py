@@ -24,6 +24,22 @@ def default_user_agent() -> str:
     return f"coverlookup/{__version__} (+{PROJECT_URL})"
 
 
+def ascii_host(host: str) -> str:
+    """A host name as a connection uses it: lower case, no final dot, an international name in
+    its IDNA (UTS 46) form as yarl encodes it for aiohttp (``Bücher.test`` ->
+    ``xn--bcher-kva.test``); a name with no such form as it is."""
+    host = host.lower().rstrip(".")
+    if host.isascii():
+        return host
+    from yarl import URL
+
+    try:
+        encoded = URL.build(scheme="https", host=host).raw_host
+    except (ValueError, UnicodeError):
+        return host
+    return (encoded or host).rstrip(".")
+
+
 @dataclass(frozen=True, slots=True)
 class Pin:
     """``--resolve HOST:PORT:ADDR[:PORT2]``: connect to ADDR (on PORT2, default PORT) for HOST:PORT.
@@ -62,7 +78,7 @@ class Pin:
             ipaddress.ip_address(addr)
         except ValueError:
             raise UsageError(f"--resolve {text!r}: {addr!r} is not an IP address") from None
-        return cls(host.lower().rstrip("."), port, addr, target_port)
+        return cls(ascii_host(host), port, addr, target_port)
 
 
 def _port(text: str, whole: str) -> int:

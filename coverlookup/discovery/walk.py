@@ -23,7 +23,7 @@ from yarl import URL
 
 from coverlookup.cds import GEOJSON_TYPES, WELL_KNOWN_2023, WELL_KNOWN_2025
 from coverlookup.discovery.fetch import CrawlFetchError, Fetcher, FetchResult
-from coverlookup.discovery.options import CrawlOptions
+from coverlookup.discovery.options import CrawlOptions, ascii_host
 from coverlookup.discovery.report import CrawlReport
 from coverlookup.errors import DocumentSyntaxError, UsageError
 from coverlookup.findings import Finding, FindingList, Severity
@@ -64,8 +64,9 @@ def classify_seed(text: str) -> Seed:
         return Seed(text, "file", str(path.resolve()))
     if "://" in raw:
         raise UsageError(f"seed {text!r}: only http(s) URLs, files and domains can be crawled")
-    if "/" not in raw and "." in raw and _HOST.match(raw.rstrip(".")):
-        return Seed(text, "domain", lowered.rstrip("."))
+    host = ascii_host(raw)  # an international name: its xn-- form
+    if "/" not in raw and "." in raw and _HOST.match(host):
+        return Seed(text, "domain", host)
     raise UsageError(f"seed {text!r}: not a URL, a domain, or an existing file or directory")
 
 
@@ -673,22 +674,11 @@ def canonical_url(url: str) -> str:
         host, colon, port = hostport, "", ""
     else:
         host, colon, port = hostport.partition(":")
-    canonical = host.lower().rstrip(".")
-    if not canonical.isascii():
-        canonical = _ascii_host(canonical)
+    canonical = ascii_host(host)
     if not canonical or (canonical == host and scheme == written):
         return url
     netloc = f"{userinfo}{at}{canonical}{colon}{port}"
     return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _ascii_host(host: str) -> str:
-    """The IDNA (UTS 46) form of a host name, or the name as it is if it has none."""
-    try:
-        encoded = URL.build(scheme="https", host=host).raw_host
-    except (ValueError, UnicodeError):
-        return host
-    return (encoded or host).rstrip(".")
 
 
 def resolve_against(base: str, link: str) -> str:
