@@ -116,3 +116,46 @@ def test_local_document_pointing_at_a_device_is_not_read_forever(tmp_path: Path)
     assert [(p.url, p.kind, p.message) for p in report.problems] == [
         ("file:///dev/zero", "io", "/dev/zero: not a regular file")
     ]
+
+
+def _fan(n: int) -> dict[str, Any]:
+    """A server linking ten more, each linking ten more: a federation without end."""
+    url = f"https://{HOST}/fan/{n}.json"
+    links = [f"https://{HOST}/fan/{10 * n + i}.json" for i in range(1, 11)]
+    doc = _metadata(HOST, cds_metadata_url=url, capabilities=[], related_metadata=links)
+    del doc["coverage"]
+    return doc
+
+
+def test_max_servers_holds_against_links_that_fan_out(fed: FakeFederation) -> None:
+    for n in range(120):
+        fed.overrides[(HOST, f"/fan/{n}.json")] = _json(_fan(n))
+    options = fed.options(max_servers=5)
+    snapshot, report = asyncio.run(
+        crawl_with_report([f"https://{HOST}/fan/0.json"], options=options)
+    )
+    assert len(snapshot.servers) == 5
+    [limit] = [p for p in report.problems if p.kind == "server_limit"]
+    assert limit.message == "more than 5 servers"
+    assert limit.kept.startswith("not fetched (this and ") and limit.kept.endswith(
+        " more metadata links)"
+    )
+    fetched = {r["path"] for r in fed.requests if r["path"].startswith("/fan/")}
+    assert len(fetched) == 5
+
+
+def test_a_crawl_stops_fetching_at_its_total_byte_limit(fed: FakeFederation) -> None:
+    for n in range(120):
+        fed.overrides[(HOST, f"/fan/{n}.json")] = _json(_fan(n))
+    size = len(json.dumps(_fan(0)).encode())
+    options = fed.options(max_total_bytes=3 * size)
+    snapshot, report = asyncio.run(
+        crawl_with_report([f"https://{HOST}/fan/0.json"], options=options)
+    )
+    # Three documents fit, plus those already on their way when the limit was reached (at
+    # most one per concurrent fetch); the 100 after them are not fetched.
+    bound = 3 + options.concurrency
+    assert 3 <= len(snapshot.servers) <= bound
+    limited = [p for p in report.problems if p.kind == "total_limit"]
+    assert len(limited) > 50 and all("max_total_bytes" in p.message for p in limited)
+    assert report.bytes <= bound * size

@@ -82,6 +82,8 @@ def options_from_args(args: argparse.Namespace, **extra: Any) -> CrawlOptions:
         "concurrency": "concurrency",
         "timeout": "timeout",
         "max_bytes": "max_bytes",
+        "max_total_bytes": "max_total_bytes",
+        "max_servers": "max_servers",
         "allow_http": "allow_http",
         "allow_private": "allow_private",
         "resolve": "resolve",

@@ -25,6 +25,15 @@ def add_fetch_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--concurrency", type=int, metavar="N", help="requests at once (default 16)")
     g.add_argument("--timeout", type=float, metavar="S", help="total deadline per request (30)")
     g.add_argument("--max-bytes", type=int, metavar="N", help="body limit after decompression")
+    g.add_argument(
+        "--max-total-bytes",
+        type=int,
+        metavar="N",
+        help="all bodies of one crawl together (default 1 GiB); past it nothing more is fetched",
+    )
+    g.add_argument(
+        "--max-servers", type=int, metavar="N", help="metadata documents to read (10000)"
+    )
     g.add_argument("--retries", type=int, metavar="N", help="retries on timeouts, 5xx, 429 (2)")
     g.add_argument("--allow-http", action="store_true", help="also fetch plain http:// URLs")
     g.add_argument(

@@ -445,6 +445,12 @@ class Fetcher:
 
     async def _attempt(self, url: URL, headers: dict[str, str]) -> _Answer:
         async with self._all, self._host_semaphore(url):
+            if self.body_bytes >= self.options.max_total_bytes:  # checked once a slot is free
+                raise CrawlFetchError(
+                    f"{url}: not fetched, the crawl has read its limit of "
+                    f"{self.options.max_total_bytes:,} bytes (max_total_bytes)",
+                    problem="total_limit",
+                )
             self.requests += 1
             try:
                 return await asyncio.wait_for(self._request(url, headers), self.options.timeout)

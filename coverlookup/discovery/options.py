@@ -102,6 +102,9 @@ class CrawlOptions:
     connect_timeout: float = 10.0
     # Byte limit per body, counted after decompression.
     max_bytes: int = 64 * 1024 * 1024
+    # Bodies of one crawl together (held in memory until the snapshot is written): past this,
+    # documents not yet fetched are not fetched (a source's last good copy stays).
+    max_total_bytes: int = 1024 * 1024 * 1024
     max_redirects: int = 5
     # Retries after the first attempt, for timeouts, connection errors, 5xx and 429.
     retries: int = 2
@@ -136,8 +139,10 @@ class CrawlOptions:
                 raise UsageError(
                     f"crawl option {name} must be 0 or more, not {getattr(self, name)}"
                 )
-        if self.timeout <= 0 or self.max_bytes <= 0:
-            raise UsageError("crawl options timeout and max_bytes must be positive")
+        if self.timeout <= 0 or self.max_bytes <= 0 or self.max_total_bytes <= 0:
+            raise UsageError(
+                "crawl options timeout, max_bytes and max_total_bytes must be positive"
+            )
         for name in (
             "timeout",
             "connect_timeout",
@@ -179,6 +184,7 @@ class CrawlOptions:
             "per_host": self.per_host,
             "timeout": self.timeout,
             "max_bytes": self.max_bytes,
+            "max_total_bytes": self.max_total_bytes,
             "max_redirects": self.max_redirects,
             "retries": self.retries,
             "allow_http": self.allow_http,

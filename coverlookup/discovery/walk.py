@@ -24,7 +24,7 @@ from yarl import URL
 from coverlookup.cds import GEOJSON_TYPES, WELL_KNOWN_2023, WELL_KNOWN_2025
 from coverlookup.discovery.fetch import CrawlFetchError, Fetcher, FetchResult
 from coverlookup.discovery.options import CrawlOptions, ascii_host
-from coverlookup.discovery.report import CrawlReport
+from coverlookup.discovery.report import CrawlReport, Problem
 from coverlookup.errors import DocumentSyntaxError, UsageError
 from coverlookup.findings import Finding, FindingList, Severity
 from coverlookup.model import GEOGRAPHIC, Entry, Server
@@ -121,6 +121,9 @@ class Crawler:
         self._geojson_seen: set[str] = set()
         self._entry_keys: set[str] = set()
         self._done = 0
+        self._server_limit: Problem | None = None
+        self._over_server_limit = 0
+        self._metadata_in_flight = 0
         self.fetcher: Fetcher | None = None
 
     # -- running ---------------------------------------------------------------------------------
@@ -375,15 +378,30 @@ class Crawler:
         if key in self._requested:
             return None
         self._requested.add(key)
-        if len(self._servers) >= self.options.max_servers:
-            self.report.add(
-                url,
-                "server_limit",
-                f"more than {self.options.max_servers} servers",
-                "not fetched",
-                document_kind="metadata",
-            )
+        if len(self._servers) + self._metadata_in_flight >= self.options.max_servers:
+            # Servers being fetched count too: links fanning out faster than servers answer
+            # cannot run past the limit. One problem row for all of them, with their count.
+            self._over_server_limit += 1
+            if self._server_limit is None:
+                self._server_limit = self.report.add(
+                    url,
+                    "server_limit",
+                    f"more than {self.options.max_servers} servers",
+                    "not fetched",
+                    document_kind="metadata",
+                )
+            else:
+                self._server_limit.kept = (
+                    f"not fetched (this and {self._over_server_limit - 1} more metadata links)"
+                )
             return None
+        self._metadata_in_flight += 1
+        try:
+            return await self._read_metadata(url, depth, quiet)
+        finally:
+            self._metadata_in_flight -= 1
+
+    async def _read_metadata(self, url: str, depth: int, quiet: bool) -> str | None:
         if quiet:
             record, body = await self._get_quiet(url)
         else:
