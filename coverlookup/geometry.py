@@ -311,7 +311,7 @@ def _ring(raw: Any, ptr: str, ctx: _Context) -> np.ndarray:
     bad = (np.abs(arr[:, 0]) > 180.0) | (np.abs(arr[:, 1]) > 90.0)
     if bad.any():
         i = int(np.argmax(bad))
-        lon, lat = arr[i]
+        lon, lat = arr[i].tolist()  # Python floats: numpy's repr is np.float64(61.0)
         fl.error(
             f"{ptr}/{i}",
             "out-of-range",

@@ -159,3 +159,43 @@ def test_a_crawl_stops_fetching_at_its_total_byte_limit(fed: FakeFederation) -> 
     limited = [p for p in report.problems if p.kind == "total_limit"]
     assert len(limited) > 50 and all("max_total_bytes" in p.message for p in limited)
     assert report.bytes <= bound * size
+
+
+def _gzip(body: bytes) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(
+            body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        )
+
+    return handler
+
+
+def test_gzip_bodies_in_several_members_truncated_or_with_trailing_bytes(
+    fed: FakeFederation,
+) -> None:
+    import gzip
+
+    doc = json.dumps(_metadata(HOST, capabilities=[])).encode()
+    url = f"https://{HOST}{WK}"
+    half = len(doc) // 2
+    whole = gzip.compress(doc)
+    cases = {
+        "members": gzip.compress(doc[:half]) + gzip.compress(doc[half:]),  # RFC 1952 allows it
+        "truncated": whole[:-10],
+        "trailing": whole + b"<html>oops</html>",
+    }
+    outcomes = {}
+    for name, body in cases.items():
+        fed.overrides[(HOST, WK)] = _gzip(body)
+        snapshot, report = _crawl(fed, [url])
+        problems = [(p.kind, p.message) for p in report.problems if p.url == url]
+        outcomes[name] = (len(snapshot.servers), problems)
+    assert outcomes["members"] == (1, [])
+    assert outcomes["truncated"] == (
+        0,
+        [("bad_encoding", f"{url}: corrupt gzip body: the stream ends early (truncated)")],
+    )
+    assert outcomes["trailing"] == (
+        0,
+        [("bad_encoding", f"{url}: corrupt gzip body: 17 bytes after the end of the stream")],
+    )

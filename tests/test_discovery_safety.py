@@ -194,3 +194,15 @@ def test_canonical_url(url: str, expected: str) -> None:
     from coverlookup.discovery.walk import canonical_url
 
     assert canonical_url(url) == expected
+
+
+def test_retry_after_that_says_nothing_usable_backs_off_as_without_it() -> None:
+    from coverlookup.discovery.fetch import Fetcher
+
+    fetcher = Fetcher(CrawlOptions(backoff_base=0.5, backoff_max=10.0, retry_after_cap=30.0))
+    assert fetcher._retry_after("7", 0) == 7.0
+    assert fetcher._retry_after("3600", 0) == 30.0  # capped
+    for value in ("-5", "nan", "inf", "Sun, 06 Nov 1994 08:49:37 GMT", "soon"):
+        waits = {fetcher._retry_after(value, 3) for _ in range(50)}
+        assert all(0.0 <= w <= 4.0 for w in waits), value  # backoff: up to 0.5 * 2**3
+        assert len(waits) > 1, value  # jittered, not an immediate retry every time

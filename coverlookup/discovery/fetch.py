@@ -14,6 +14,7 @@ import datetime as dt
 import email.utils
 import ipaddress
 import logging
+import math
 import random
 import socket
 import ssl
@@ -432,8 +433,9 @@ class Fetcher:
                     seconds = (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
                 except (TypeError, ValueError):
                     seconds = None
-            if seconds is not None:
-                return max(0.0, min(seconds, self.options.retry_after_cap))
+            # NaN, -5 or a date gone by say nothing usable: back off as without the header.
+            if seconds is not None and math.isfinite(seconds) and seconds >= 0:
+                return min(seconds, self.options.retry_after_cap)
         return self._backoff(attempt)
 
     def _host_semaphore(self, url: URL) -> asyncio.Semaphore:
@@ -541,13 +543,23 @@ class Fetcher:
                     if total > limit:
                         raise too_large()
                     parts.append(out)
-                    data = decomp.unconsumed_tail
+                    if not decomp.eof:
+                        data = decomp.unconsumed_tail
+                        continue
+                    data = decomp.unused_data
+                    if data and encoding != "deflate" and data[:1] == b"\x1f":
+                        # gzip allows several members one after another (RFC 1952, 2.2)
+                        decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    elif data:
+                        raise zlib.error(f"{len(data)} bytes after the end of the stream")
             if decomp is not None:
                 out = decomp.flush()
                 total += len(out)
                 if total > limit:
                     raise too_large()
                 parts.append(out)
+                if wire and not decomp.eof:  # (an empty body, as a 304's, is no stream)
+                    raise zlib.error("the stream ends early (truncated)")
         except zlib.error as exc:
             raise CrawlFetchError(
                 f"{url}: corrupt {encoding} body: {exc}", problem="bad_encoding"
