@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from yarl import URL
@@ -206,3 +207,34 @@ def test_retry_after_that_says_nothing_usable_backs_off_as_without_it() -> None:
         waits = {fetcher._retry_after(value, 3) for _ in range(50)}
         assert all(0.0 <= w <= 4.0 for w in waits), value  # backoff: up to 0.5 * 2**3
         assert len(waits) > 1, value  # jittered, not an immediate retry every time
+
+
+def test_a_host_name_that_does_not_exist_is_not_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The system resolver is replaced (tests never resolve names): NONAME is final, while a
+    temporary failure (EAI_AGAIN) is retried like any connection error."""
+    import asyncio
+    import socket
+
+    from aiohttp.resolver import ThreadedResolver
+
+    from coverlookup.discovery import crawl_with_report
+
+    calls: list[str] = []
+
+    def failing(code: int) -> Any:
+        async def resolve(self: Any, host: str, port: int = 0, family: Any = 0) -> Any:
+            calls.append(host)
+            raise socket.gaierror(code, "resolver says no")
+
+        return resolve
+
+    url = "https://gone.example/.well-known/cds-server-metadata.json"
+    options = CrawlOptions(retries=2, backoff_base=0.001, backoff_max=0.01)
+    for code, kind, asked in ((socket.EAI_NONAME, "dns", 1), (socket.EAI_AGAIN, "connection", 3)):
+        calls.clear()
+        monkeypatch.setattr(ThreadedResolver, "resolve", failing(code))
+        _, report = asyncio.run(crawl_with_report([url], options=options))
+        assert [p.kind for p in report.problems] == [kind]
+        assert len(calls) == asked

@@ -36,6 +36,10 @@ from coverlookup.errors import FetchError, UnsafeURLError
 
 log = logging.getLogger(__name__)
 
+_NO_SUCH_NAME = frozenset(
+    code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None
+)
+
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 ACCEPT = "application/json, application/geo+json, application/yaml;q=0.9, */*;q=0.5"
 _CHUNK = 64 * 1024
@@ -469,6 +473,12 @@ class Fetcher:
                 inner = exc.os_error
                 if isinstance(inner, CrawlFetchError):
                     raise type(inner)(f"{url}: {inner}", problem=inner.problem) from exc
+                if isinstance(inner, socket.gaierror) and inner.errno in _NO_SUCH_NAME:
+                    # The name does not exist: asking again will not make it (a temporary
+                    # resolver failure, EAI_AGAIN, is still retried as a connection error).
+                    raise CrawlFetchError(
+                        f"{url}: no such host name ({inner.strerror or inner})", problem="dns"
+                    ) from exc
                 raise CrawlFetchError(
                     f"{url}: cannot connect: {inner.strerror or inner}", problem="connection"
                 ) from exc
