@@ -199,3 +199,17 @@ def test_gzip_bodies_in_several_members_truncated_or_with_trailing_bytes(
         0,
         [("bad_encoding", f"{url}: corrupt gzip body: 17 bytes after the end of the stream")],
     )
+
+
+def test_a_next_link_that_cannot_be_followed_is_a_crawl_problem(fed: FakeFederation) -> None:
+    url = f"https://{HOST}{WK}"
+    listing = f"https://{HOST}/hostile/coverage.json"
+    for bad in ("file:///etc/passwd", 42):
+        fed.overrides[(HOST, WK)] = _json(_metadata(HOST))
+        fed.overrides[(HOST, "/hostile/coverage.json")] = _json(
+            {"coverage_entries": [], "next": bad, "previous": None}
+        )
+        _, report = _crawl(fed, [url])
+        [problem] = [p for p in report.problems if p.url == listing]
+        assert problem.kind == "bad_link" and problem.kept == "0 entries from 1 pages"
+        assert "'next'" in problem.message and problem.message.endswith("past this page")

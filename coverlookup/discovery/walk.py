@@ -584,6 +584,19 @@ class Crawler:
             url = page.next
             if url is None and any(f.code == "next-loops" for f in found):
                 url = record.final_url or record.url  # reported as a loop on the next turn
+            elif url is None:
+                bad_next = next(
+                    (f for f in found if f.pointer == "/next" and f.severity == Severity.ERROR),
+                    None,
+                )
+                if bad_next is not None:  # pages may follow that cannot be reached
+                    self.report.add(
+                        record.url,
+                        "bad_link",
+                        f"{bad_next.message}; the listing may go on past this page",
+                        f"{len(entries)} entries from {pages} pages",
+                        document_kind="coverage",
+                    )
         meta_record.findings.extend(cds.check_capability_union(server, entries))
 
     # -- geojson ---------------------------------------------------------------------------------
