@@ -132,25 +132,29 @@ def geodesic_area(geom: BaseGeometry) -> float:
 # far in territories spanning many degrees.
 #
 # Edges are straight in longitude/latitude (as containment reads them), and such lines curve in
-# the conic: they are cut to at most ``DENSIFY_DEG`` first (a chord of 0.02° strays at most
-# about 0.1 m from its arc at 40°N, 0.2 m at 60°N).
+# the conic (a parallel is a circle of radius rho about the cone's apex; a meridian stays
+# straight). They are cut first into pieces short enough that a chord strays at most
+# ``CHORD_M`` from its arc: a piece spanning d radians of longitude has a sagitta of at most
+# rho n^2 d^2 / 8, so the longest piece a territory needs is set by its largest rho (about
+# 0.02° at 40°N for 5 cm, longer nearer a pole). Distances are good to about ``CHORD_M``.
 #
 # Territories the conic does not suit keep an equirectangular frame: those reaching a pole
-# (beyond 89.9°) or spanning more than 180° of longitude. Near the equator the cone flattens
-# into Mercator (see ``_MIN_CONE``). The frame serves distances from points near and inside the
-# territory; from thousands of kilometres away the boundary point it picks can be a few percent
-# farther than the nearest (measured on the US data: 0.1% at 3,000 km, 2.5% at 17,000 km),
-# and the distance reported is always the exact one to the point it picked.
+# (beyond 89.9°) or spanning more than 180° of longitude. Near the equator, where the cone
+# would flatten (``_MIN_CONE``), its limit takes its place: Mercator, conformal with a scale
+# that varies to second order there, and with parallels as straight as meridians.
+#
+# The frame serves distances from points near and inside the territory; from thousands of
+# kilometres away the boundary point it picks can be a few percent farther than the nearest
+# (measured on the US data: 0.1% at 3,000 km, 2.5% at 17,000 km), and the distance reported is
+# always the exact one to the point it picked.
 
-DENSIFY_DEG = 0.02
+CHORD_M = 0.05
 _MAX_CONIC_LAT = 89.9
-# The flattest cone used: n = sin(latitude) of its parallel; territories nearer the equator (or
-# straddling it) take this one, which is Mercator in all but rounding (coordinates stay exact to
-# about a micrometre at n = 0.001).
-_MIN_CONE = 0.001
+# The flattest cone used (n = sin of the latitude it touches: about 3°); flatter, Mercator.
+_MIN_CONE = 0.05
 
-# A frame's parameters, four floats: (lon0, n, a·F, rho0) for a conic frame, or
-# (nan, k, 0, 0) for an equirectangular one (longitude scaled by k, latitude as it is).
+# A frame's parameters, four floats: (lon0, n, a·F, rho0) for a conic frame, (lon0, 0, a, 0)
+# for Mercator, or (nan, k, 0, 0) for an equirectangular one (longitude scaled by k).
 FrameParams = tuple[float, float, float, float]
 EdgeFrame = tuple[FrameParams, BaseGeometry]
 
@@ -180,8 +184,8 @@ def _conic_params(lon0: float, south: float, north: float) -> FrameParams | None
             (np.log(_m(phi1)) - np.log(_m(phi2)))
             / (np.log(_conformal_t(phi1)) - np.log(_conformal_t(phi2)))
         )
-    if abs(n) < _MIN_CONE:  # near the equator: a cone this flat is Mercator, to well under 1 mm
-        n = math.copysign(_MIN_CONE, n) if n else _MIN_CONE
+    if abs(n) < _MIN_CONE:
+        return (lon0, 0.0, _A, 0.0)  # Mercator
     a_f = _A * float(_m(phi1)) / (n * float(_conformal_t(phi1)) ** n)
     rho0 = a_f * float(_conformal_t(mid)) ** n
     return (lon0, n, a_f, rho0)
@@ -199,22 +203,42 @@ _CHI_TO_PHI = (_A4 - _C4, 2 * _B4 - 4 * _D4, 4 * _C4, 8 * _D4)
 
 def _conic_forward(p: np.ndarray, lons: np.ndarray, lats: np.ndarray) -> tuple[Any, Any]:
     lon0, n, a_f, rho0 = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
-    theta = n * np.radians((lons - lon0 + 180.0) % 360.0 - 180.0)
-    rho = a_f * _conformal_t(np.radians(np.clip(lats, -89.9999, 89.9999))) ** n  # pole: apex
+    dlon = np.radians((lons - lon0 + 180.0) % 360.0 - 180.0)
+    t = _conformal_t(np.radians(np.clip(lats, -89.9999, 89.9999)))  # a pole is the apex
+    mercator = n == 0.0
+    if mercator.any():
+        x, y = _conic_forward(p[~mercator], lons[~mercator], lats[~mercator])
+        out_x, out_y = np.empty(len(n)), np.empty(len(n))
+        out_x[~mercator], out_y[~mercator] = x, y
+        out_x[mercator] = a_f[mercator] * dlon[mercator]
+        out_y[mercator] = -a_f[mercator] * np.log(t[mercator])
+        return out_x, out_y
+    theta = n * dlon
+    rho = a_f * t**n
     return rho * np.sin(theta), rho0 - rho * np.cos(theta)
 
 
 def _conic_inverse(p: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
     lon0, n, a_f, rho0 = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
-    sign = np.sign(n)
-    dy = sign * (rho0 - y)
-    x = sign * x
-    theta = np.arctan2(x, dy)
-    chi = np.pi / 2 - 2 * np.arctan((sign * np.hypot(x, dy) / a_f) ** (1.0 / n))
+    mercator = n == 0.0
+    if mercator.any():
+        dlon = x / a_f  # radians east of lon0 (for Mercator rows; the rest is overwritten)
+        chi = np.pi / 2 - 2 * np.arctan(np.exp(-y / a_f))
+        if not mercator.all():
+            lon_c, lat_c = _conic_inverse(p[~mercator], x[~mercator], y[~mercator])
+    else:
+        sign = np.sign(n)
+        dy = sign * (rho0 - y)
+        x = sign * x
+        dlon = np.arctan2(x, dy) / n
+        chi = np.pi / 2 - 2 * np.arctan((sign * np.hypot(x, dy) / a_f) ** (1.0 / n))
     k0, k1, k2, k3 = _CHI_TO_PHI
     c = np.cos(2 * chi)
     phi = chi + np.sin(2 * chi) * (k0 + c * (k1 + c * (k2 + c * k3)))
-    return lon0 + np.degrees(theta / n), np.degrees(phi)
+    lon, lat = lon0 + np.degrees(dlon), np.degrees(phi)
+    if mercator.any() and not mercator.all():
+        lon[~mercator], lat[~mercator] = lon_c, lat_c
+    return lon, lat
 
 
 def to_frame(params: np.ndarray, lons: Any, lats: Any) -> tuple[Any, Any]:
@@ -246,6 +270,19 @@ def from_frame(params: np.ndarray, xs: Any, ys: Any) -> tuple[Any, Any]:
 _POLE_LINES = shapely.multilinestrings(
     [[(-180.0, 90.0), (180.0, 90.0)], [(-180.0, -90.0), (180.0, -90.0)]]
 )
+
+
+def _piece_degrees(params: np.ndarray, south_north: list[tuple[float, float]]) -> np.ndarray:
+    """The longest piece (degrees) each conic territory's edges may keep (see ``CHORD_M``)."""
+    lat = np.asarray(south_north, dtype=np.float64)
+    n, a_f = params[:, 1], params[:, 2]
+    equatorward = np.radians(np.where(n > 0, lat[:, 0], lat[:, 1]))  # where rho is largest
+    rho = np.abs(a_f * _conformal_t(equatorward) ** n)
+    # Mercator: parallels and meridians are straight; a slanting edge bends as the isometric
+    # latitude does, psi'' = sec(phi) tan(phi), largest at the latitude farthest from 0.
+    far = np.radians(np.minimum(np.abs(lat).max(axis=1), 89.0))
+    bend = np.where(n == 0.0, _A * np.tan(far) / np.cos(far), rho * n * n)
+    return np.clip(np.degrees(np.sqrt(8.0 * CHORD_M / np.maximum(bend, 1e-9))), 0.005, 1.0)
 
 
 def _plate_frame(geom: BaseGeometry) -> EdgeFrame:
@@ -296,6 +333,7 @@ def edge_frames(geoms: np.ndarray) -> list[EdgeFrame | None]:
     areal = np.flatnonzero(shapely.get_type_id(geoms) != shapely.GeometryType.POINT)
     conic: list[int] = []
     params: list[FrameParams] = []
+    south_north: list[tuple[float, float]] = []
     edges: list[BaseGeometry] = []
     for t in areal.tolist():
         minx, miny, maxx, maxy = bounds[t].tolist()
@@ -306,14 +344,17 @@ def edge_frames(geoms: np.ndarray) -> list[EdgeFrame | None]:
             continue
         conic.append(t)
         params.append(found)
+        south_north.append((miny, maxy))
         boundary = shapely.boundary(geoms[t])
         if minx <= -180.0 or maxx >= 180.0:
             boundary = _without_antimeridian_cut(boundary)
         edges.append(boundary)
     if conic:
-        dense = shapely.segmentize(np.asarray(edges, dtype=object), DENSIFY_DEG)
-        coords, which = shapely.get_coordinates(dense, return_index=True)
         table = np.asarray(params, dtype=np.float64)
+        dense = shapely.segmentize(
+            np.asarray(edges, dtype=object), _piece_degrees(table, south_north)
+        )
+        coords, which = shapely.get_coordinates(dense, return_index=True)
         x, y = to_frame(table[which], coords[:, 0], coords[:, 1])
         dense = shapely.set_coordinates(dense, np.column_stack((x, y)))
         for t, p, e in zip(conic, params, dense.tolist(), strict=True):
@@ -326,19 +367,33 @@ def edge_frames(geoms: np.ndarray) -> list[EdgeFrame | None]:
     return frames
 
 
-def distance_to_edges(frame: EdgeFrame, lon: float, lat: float) -> float:
+def distance_to_edges(
+    frame: EdgeFrame, lon: float, lat: float, territory: BaseGeometry | None = None
+) -> float:
     """Geodesic metres from the point to the edge point nearest to it in the frame."""
     params, edges = frame
     one = np.empty(1, dtype=object)
     one[0] = edges
     table = np.asarray([params], dtype=np.float64)
-    return float(distances_to_edges(table, one, np.asarray([lon]), np.asarray([lat]))[0])
+    shapes = None
+    if territory is not None:
+        shapes = np.empty(1, dtype=object)
+        shapes[0] = territory
+    lons, lats = np.asarray([lon], dtype=np.float64), np.asarray([lat], dtype=np.float64)
+    return float(distances_to_edges(table, one, lons, lats, shapes)[0])
 
 
 def distances_to_edges(
-    params: np.ndarray, edges: np.ndarray, lons: np.ndarray, lats: np.ndarray
+    params: np.ndarray,
+    edges: np.ndarray,
+    lons: np.ndarray,
+    lats: np.ndarray,
+    territories: np.ndarray | None = None,
 ) -> np.ndarray:
-    """:func:`distance_to_edges` for many (frame, point) pairs in a few array operations."""
+    """:func:`distance_to_edges` for many (frame, point) pairs in a few array operations.
+
+    Given the territories themselves, a point lying on a territory's boundary gets exactly 0
+    (its edge's chord in the frame may pass up to ``CHORD_M`` beside it)."""
     x, y = to_frame(params, lons, lats)
     lines = shapely.shortest_line(edges, shapely.points(x, y))
     nearest = shapely.get_coordinates(lines)[::2]  # each line runs from the edge to the point
@@ -347,4 +402,9 @@ def distances_to_edges(
     # A point on the boundary is 0 away, not the micrometres of rounding in and out of the
     # frame (frame units: metres in a conic, degrees in the equirectangular fallback).
     out[shapely.length(lines) <= np.where(np.isnan(params[:, 0]), 1e-11, 1e-6)] = 0.0
+    if territories is not None:
+        close = np.flatnonzero((out > 0.0) & (out <= 2 * CHORD_M))
+        if len(close):
+            on_edge = shapely.touches(territories[close], shapely.points(lons[close], lats[close]))
+            out[close[on_edge]] = 0.0
     return out

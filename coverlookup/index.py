@@ -587,7 +587,7 @@ class CoverageIndex:
         frame = frames[t]
         if frame is None:  # a point-only entry has no edges
             return None
-        return distance_to_edges(frame, lon, lat)
+        return distance_to_edges(frame, lon, lat, self._geoms[t])
 
     def _edge_frames(self) -> list[EdgeFrame | None]:
         if self._frames is None:
@@ -625,13 +625,17 @@ class CoverageIndex:
         pt = params[t]
         areal = ~np.isnan(pt[:, 1])  # point-only territories have no edges
         if areal.all():
-            out = distances_to_edges(pt, edges[t], np.asarray(lons), np.asarray(lats)).tolist()
+            lon_all = np.asarray(lons, dtype=np.float64)
+            lat_all = np.asarray(lats, dtype=np.float64)
+            out = distances_to_edges(pt, edges[t], lon_all, lat_all, self._geoms[t]).tolist()
             return out  # type: ignore[no-any-return]
         values: list[float | None] = [None] * n
         which = np.flatnonzero(areal)
         if len(which):
-            lon_arr, lat_arr = np.asarray(lons)[which], np.asarray(lats)[which]
-            found = distances_to_edges(pt[which], edges[t[which]], lon_arr, lat_arr)
+            lon_arr = np.asarray(lons, dtype=np.float64)[which]
+            lat_arr = np.asarray(lats, dtype=np.float64)[which]
+            tw = t[which]
+            found = distances_to_edges(pt[which], edges[tw], lon_arr, lat_arr, self._geoms[tw])
             for i, value in zip(which.tolist(), found.tolist(), strict=True):
                 values[i] = value
         return values
