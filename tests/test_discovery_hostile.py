@@ -213,3 +213,21 @@ def test_a_next_link_that_cannot_be_followed_is_a_crawl_problem(fed: FakeFederat
         [problem] = [p for p in report.problems if p.url == listing]
         assert problem.kind == "bad_link" and problem.kept == "0 entries from 1 pages"
         assert "'next'" in problem.message and problem.message.endswith("past this page")
+
+
+def test_a_field_given_twice_is_a_finding_of_the_crawled_document(fed: FakeFederation) -> None:
+    url = f"https://{HOST}{WK}"
+    text = json.dumps(_metadata(HOST, capabilities=[]))
+    twice = text[:-1] + ', "name": "another name"}'
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text=twice, content_type="application/json")
+
+    fed.overrides[(HOST, WK)] = handler
+    snapshot, _ = _crawl(fed, [url])
+    record = snapshot.document(url)
+    assert record is not None
+    assert [(f.code, f.pointer) for f in record.findings if f.code == "duplicate-key"] == [
+        ("duplicate-key", "/name")
+    ]
+    assert snapshot.servers[0].name == "another name"  # the last value, as every parser reads it

@@ -309,10 +309,15 @@ class Crawler:
         from coverlookup.documents import parse_document
 
         try:
-            return parse_document(body, hint=record.content_type or record.url), None
+            value = parse_document(body, hint=record.content_type or record.url)
         except DocumentSyntaxError as exc:
             finding = Finding(Severity.ERROR, record.url, "", "syntax-error", str(exc))
             return None, finding
+        if record.kind != "geojson":  # a field given twice: the parser keeps the last, say so
+            from coverlookup.validate import duplicate_key_findings
+
+            record.findings.extend(duplicate_key_findings(body, record.url))
+        return value, None
 
     def _unusable(self, record: DocumentRecord, reason: str, kind: str) -> Any:
         """A document that arrived but cannot be used: fall back to the last good copy."""
