@@ -481,11 +481,20 @@ def parse_entry(
             # 2023 section 3.2: a server's values relate to the capabilities it offers, and
             # 'coverage' offers coverage "as it relates the other listed capabilities".
             capabilities = tuple(c for c in server.capabilities if c != "coverage")
-    extra = {k: v for k, v in raw.items() if k not in _ENTRY_KNOWN}
-    for key in extra:
-        found.notice(
-            base + pointer(key), "unknown-field", f"unknown field '{key}' (kept; clients ignore it)"
-        )
+    extra: dict[str, Any] = {}
+    links: dict[str, str] = {}
+    for key, item in raw.items():
+        if key in _ENTRY_KNOWN:
+            continue
+        ptr = base + pointer(key)
+        if _looks_like_url(item):  # an extension's link, as at server level
+            resolved = check_url(item, ptr, found, url, field=key)
+            if resolved:
+                links[key] = resolved
+            found.notice(ptr, "extension-link", f"extension field '{key}' kept as a link")
+        else:
+            extra[key] = item
+            found.notice(ptr, "unknown-field", f"unknown field '{key}' (kept; clients ignore it)")
     return Entry(
         server_url=server.metadata_url if server else url,
         id=entry_id,
@@ -506,6 +515,7 @@ def parse_entry(
         geojson_resource=geojson,
         legacy_type=legacy,
         extra=extra,
+        links=links,
     )
 
 

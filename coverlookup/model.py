@@ -197,6 +197,9 @@ class Entry:
     legacy_type: str | None = None
     dataset: DatasetInfo | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    # URL-valued extension fields of the entry itself (2025 section 6 lets other specs extend
+    # coverage entries), such as an entry's own oauth_metadata: shown beside its server's links.
+    links: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
     @property
     def key(self) -> str:
@@ -215,6 +218,7 @@ class Entry:
         for key in ("infrastructure_types", "commodity_types", "capabilities"):
             kwargs[key] = tuple(kwargs.get(key) or ())
         kwargs["extra"] = _frozen_map(kwargs.get("extra"))
+        kwargs["links"] = _frozen_map(kwargs.get("links"))
         if kwargs.get("dataset"):
             kwargs["dataset"] = DatasetInfo.from_dict(kwargs["dataset"])
         return cls(**kwargs)
@@ -277,7 +281,7 @@ class Match:
             "commodity_types": list(entry.commodity_types),
             "infrastructure_types": list(entry.infrastructure_types),
             "capabilities": list(entry.capabilities),
-            "links": dict(server.links) if server else {},
+            "links": {**server.links, **entry.links} if server else dict(entry.links),
             "boundary_distance_m": _round(self.boundary_distance_m),
             "updated": entry.updated,
         }

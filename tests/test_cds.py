@@ -9,7 +9,7 @@ import pytest
 
 from coverlookup import cds
 from coverlookup.findings import Severity
-from coverlookup.model import SHAPE_2023, SHAPE_2025, SHAPE_OVERVIEW
+from coverlookup.model import SHAPE_2023, SHAPE_2025, SHAPE_OVERVIEW, Entry
 from coverlookup.validate import validate_bytes, validate_file
 
 SPEC = Path(__file__).parent / "fixtures" / "spec"
@@ -176,6 +176,28 @@ def test_unknown_fields_are_kept_in_extra():
     assert [(f.severity, f.pointer, f.code) for f in found] == [
         (Severity.NOTICE, "/x_vendor", "unknown-field")
     ]
+
+
+def test_an_entrys_own_extension_links_are_shown_beside_its_servers():
+    from coverlookup.model import Match
+
+    server, _ = _server("overview-metadata.json")
+    value = json.loads((SPEC / "repaired" / "overview-coverage.json").read_text())
+    value["coverage_entries"][0]["oauth_metadata"] = "https://region.example/oauth"
+    value["coverage_entries"][0]["x_tariffs"] = "javascript:alert(1)"  # not a URL to show
+    page, found = cds.parse_coverage_page(value, server.coverage_url, server)
+    [entry] = page.entries
+    assert dict(entry.links) == {"oauth_metadata": "https://region.example/oauth"}
+    assert dict(entry.extra) == {"x_tariffs": "javascript:alert(1)"}
+    assert ("/coverage_entries/0/oauth_metadata", "extension-link") in {
+        (f.pointer, f.code) for f in found
+    }
+    links = Match(entry, server, None).to_dict()["links"]
+    assert links == {  # the entry's own oauth_metadata wins over its server's
+        "oauth_metadata": "https://region.example/oauth",
+        "ieee1547_setup": "https://demoutility.com/smart-inverters/setup",
+    }
+    assert Entry.from_dict(entry.to_dict()).links == entry.links
 
 
 def test_detect_kind():
