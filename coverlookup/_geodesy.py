@@ -138,10 +138,11 @@ def geodesic_area(geom: BaseGeometry) -> float:
 # rho n^2 d^2 / 8, so the longest piece a territory needs is set by its largest rho (about
 # 0.02° at 40°N for 5 cm, longer nearer a pole). Distances are good to about ``CHORD_M``.
 #
-# Territories the conic does not suit keep an equirectangular frame: those reaching a pole
-# (beyond 89.9°) or spanning more than 180° of longitude. Near the equator, where the cone
-# would flatten (``_MIN_CONE``), its limit takes its place: Mercator, conformal with a scale
-# that varies to second order there, and with parallels as straight as meridians.
+# A cap round a pole takes the cone of n = ±1 (polar stereographic), whose longitudes close
+# round the pole with no seam. A band round the globe away from the poles (more than 180° of
+# longitude) keeps an equirectangular frame scaled at its middle latitude. Near the equator,
+# where the cone would flatten (``_MIN_CONE``), its limit takes its place: Mercator, conformal
+# with a scale that varies to second order there, and with parallels as straight as meridians.
 #
 # The frame serves distances from points near and inside the territory; from thousands of
 # kilometres away the boundary point it picks can be a few percent farther than the nearest
@@ -149,7 +150,6 @@ def geodesic_area(geom: BaseGeometry) -> float:
 # always the exact one to the point it picked.
 
 CHORD_M = 0.05
-_MAX_CONIC_LAT = 89.9
 # The flattest cone used (n = sin of the latitude it touches: about 3°); flatter, Mercator.
 _MIN_CONE = 0.05
 
@@ -169,10 +169,8 @@ def _m(lat_rad: Any) -> Any:
     return np.cos(lat_rad) / np.sqrt(1 - _E2 * s * s)
 
 
-def _conic_params(lon0: float, south: float, north: float) -> FrameParams | None:
-    """Lambert conformal conic parameters for latitudes ``south..north`` (None if unsuited)."""
-    if south < -_MAX_CONIC_LAT or north > _MAX_CONIC_LAT:
-        return None
+def _conic_params(lon0: float, south: float, north: float) -> FrameParams:
+    """Lambert conformal conic parameters for latitudes ``south..north``."""
     span = north - south
     mid = math.radians((south + north) / 2.0)
     if span < 1e-3:  # one standard parallel (the tangent cone)
@@ -189,6 +187,15 @@ def _conic_params(lon0: float, south: float, north: float) -> FrameParams | None
     a_f = _A * float(_m(phi1)) / (n * float(_conformal_t(phi1)) ** n)
     rho0 = a_f * float(_conformal_t(mid)) ** n
     return (lon0, n, a_f, rho0)
+
+
+def _polar_params(south: float, north: float) -> FrameParams:
+    """Polar stereographic (the cone of n = ±1) for a cap around a pole: all longitudes wrap
+    round the pole with no seam, so the cap needs no central longitude."""
+    pole = 1.0 if north >= 90.0 else -1.0
+    phi1 = math.radians((south + north) / 2.0)  # true scale half way down the cap
+    a_f = _A * float(_m(phi1)) / (pole * float(_conformal_t(phi1)) ** pole)
+    return (0.0, pole, a_f, 0.0)
 
 
 # Conformal latitude back to geodetic latitude: the series of Snyder (1987), eq. 3-5, to e^8
@@ -261,7 +268,9 @@ def from_frame(params: np.ndarray, xs: Any, ys: Any) -> tuple[Any, Any]:
     conic = ~np.isnan(params[:, 0])
     if conic.all():
         return _conic_inverse(params, xs, ys)
-    lon, lat = xs / params[:, 1], ys.copy()
+    lon, lat = xs.copy(), ys.copy()
+    plate = ~conic
+    lon[plate] /= params[plate, 1]  # equirectangular: longitude was scaled by k
     if conic.any():
         lon[conic], lat[conic] = _conic_inverse(params[conic], xs[conic], ys[conic])
     return lon, lat
@@ -338,16 +347,20 @@ def edge_frames(geoms: np.ndarray) -> list[EdgeFrame | None]:
     for t in areal.tolist():
         minx, miny, maxx, maxy = bounds[t].tolist()
         lon0 = _central_lon(geoms[t], minx, maxx)
-        found = None if lon0 is None else _conic_params(lon0, miny, maxy)
-        if found is None:
+        boundary = shapely.boundary(geoms[t])
+        if lon0 is not None:
+            found = _conic_params(lon0, miny, maxy)
+        elif maxy >= 90.0 or miny <= -90.0:  # a cap around a pole, on every longitude
+            found = _polar_params(miny, maxy)
+            boundary = shapely.difference(boundary, _POLE_LINES)  # the pole is inside
+        else:  # a band round the globe, away from the poles
             frames[t] = _plate_frame(geoms[t])
             continue
+        if minx <= -180.0 or maxx >= 180.0:
+            boundary = _without_antimeridian_cut(boundary)
         conic.append(t)
         params.append(found)
         south_north.append((miny, maxy))
-        boundary = shapely.boundary(geoms[t])
-        if minx <= -180.0 or maxx >= 180.0:
-            boundary = _without_antimeridian_cut(boundary)
         edges.append(boundary)
     if conic:
         table = np.asarray(params, dtype=np.float64)

@@ -311,6 +311,8 @@ def test_boundary_distance_of_a_tall_territory_is_geodesic(tmp_path, lat, lon):
         ((-10.0, -40.0, 10.0, 40.0), 37.0, 7.0, 3e-4),  # straddles the equator
         ((-60.0, 75.0, 0.0, 86.0), 85.5, -55.0, 1e-5),  # near a pole
         ((-60.0, -89.8, 0.0, -75.0), -89.0, -30.0, 1e-5),
+        ((18.67, 59.34, 57.31, 90.0), 75.0, 40.0, 1e-5),  # a wedge with the pole for a corner
+        ((98.8, -90.0, 180.0, -8.6), -50.0, 170.0, 1e-5),
     ],
 )
 def test_boundary_distance_in_wide_equatorial_and_polar_territories(box, lat, lon, rel):
@@ -325,8 +327,13 @@ def test_a_polar_cap_has_no_edge_along_the_pole():
     from coverlookup._geodesy import distance_to_edges, edge_frame
 
     cap = shapely.box(-180.0, 60.0, 180.0, 90.0)  # the pole side and the ±180 cut are no edges
-    assert distance_to_edges(edge_frame(cap), 0.0, 85.0) == pytest.approx(
-        _geodesic(85.0, 0.0, 60.0, 0.0), abs=1.0
+    for lon in (0.0, 179.9, -180.0, 90.0):
+        assert distance_to_edges(edge_frame(cap), lon, 85.0) == pytest.approx(
+            _geodesic(85.0, lon, 60.0, lon), abs=CHORD
+        )
+    south = shapely.box(-180.0, -90.0, 180.0, -70.0)
+    assert distance_to_edges(edge_frame(south), 45.0, -89.0) == pytest.approx(
+        _geodesic(-89.0, 45.0, -70.0, 45.0), abs=CHORD
     )
 
 
