@@ -182,13 +182,13 @@ def check_url(
     if not parts.scheme:
         if base and urlsplit(base).scheme in ("http", "https", "file"):
             resolved = urljoin(base, stripped)
-            if field in FETCHED_URL_FIELDS:
-                resolved = urldefrag(resolved)[0]
             found.warning(
                 ptr,
                 "relative-url",
                 f"'{field}' is a relative URL {value!r}; read as {resolved}",
             )
+            if field in FETCHED_URL_FIELDS:  # //user:pw@host/x is relative too
+                resolved = _fetchable(resolved, ptr, found, field)
             return resolved
         found.error(ptr, "bad-url", f"'{field}' is not an absolute URL: {value!r}")
         return None
@@ -207,22 +207,31 @@ def check_url(
     except ValueError:
         found.error(ptr, "bad-url", f"'{field}' has an invalid port: {value!r}")
         return None
-    fetched = field in FETCHED_URL_FIELDS
+    if field in FETCHED_URL_FIELDS:
+        stripped = _fetchable(stripped, ptr, found, field)
+    elif parts.username is not None or parts.password is not None:
+        found.warning(
+            ptr,
+            "credentials-in-url",
+            f"'{field}' carries a user name or password before the host; a public document "
+            "should not publish credentials",
+        )
+    if parts.scheme == "http":
+        found.warning(ptr, "not-https", f"'{field}' is not an https URL: {value}")
+    return stripped
+
+
+def _fetchable(url: str, ptr: str, found: FindingList, field: str) -> str:
+    """A URL the crawler fetches, without credentials (never sent or stored) and without a
+    fragment (never sent: one document has one URL, and its entries' keys one '#')."""
+    parts = urlsplit(url)
     if parts.username is not None or parts.password is not None:
         found.warning(
             ptr,
             "credentials-in-url",
             f"'{field}' carries a user name or password before the host; a public document "
-            "should not publish credentials"
-            + ("; they are dropped, never sent or stored" if fetched else ""),
+            "should not publish credentials; they are dropped, never sent or stored",
         )
-        if fetched:
-            host = parts.netloc.rpartition("@")[2]
-            stripped = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    if fetched and "#" in stripped:
-        # A fragment never reaches the server: without it, one document has one URL (and its
-        # entries' keys do not get a second '#').
-        stripped = urldefrag(stripped)[0]
-    if parts.scheme == "http":
-        found.warning(ptr, "not-https", f"'{field}' is not an https URL: {value}")
-    return stripped
+        host = parts.netloc.rpartition("@")[2]
+        url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return urldefrag(url)[0] if "#" in url else url

@@ -231,3 +231,39 @@ def test_a_field_given_twice_is_a_finding_of_the_crawled_document(fed: FakeFeder
         ("duplicate-key", "/name")
     ]
     assert snapshot.servers[0].name == "another name"  # the last value, as every parser reads it
+
+
+def test_credentials_in_redirects_and_scheme_relative_links_are_never_sent_or_stored(
+    fed: FakeFederation,
+) -> None:
+    url = f"https://{HOST}{WK}"
+    seen: list[str | None] = []
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"https://mu:mp@{HOST}/moved.json#frag")
+
+    async def target(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        doc = _metadata(
+            HOST,
+            capabilities=[],
+            related_metadata=[f"//ru:rp@{HOST}/sister.json#x"],
+            cds_metadata_url=f"https://{HOST}/moved.json",
+        )
+        del doc["coverage"]
+        return web.json_response(doc)
+
+    async def sister(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        doc = _metadata(HOST, capabilities=[], cds_metadata_url=f"https://{HOST}/sister.json")
+        del doc["coverage"]
+        return web.json_response(doc)
+
+    fed.overrides[(HOST, WK)] = moved
+    fed.overrides[(HOST, "/moved.json")] = target
+    fed.overrides[(HOST, "/sister.json")] = sister
+    snapshot, _ = _crawl(fed, [url])
+    assert seen == [None, None]  # no Basic auth went out
+    urls = sorted(s.metadata_url for s in snapshot.servers)
+    assert urls == [f"https://{HOST}/moved.json", f"https://{HOST}/sister.json"]
+    assert "mp@" not in json.dumps([d.to_dict() for d in snapshot.documents])

@@ -243,7 +243,7 @@ class Fetcher:
     ) -> FetchResult:
         """GET ``url`` following redirects; raises CrawlFetchError (or CrawlUnsafeError)."""
         opts = self.options
-        current = URL(url)
+        current = _bare(URL(url))
         came_from: URL | None = None
         redirects: list[dict[str, Any]] = []
         retries: list[dict[str, Any]] = []
@@ -288,7 +288,7 @@ class Fetcher:
                             status=answer.status,
                         )
                     try:
-                        target = current.join(URL(location))
+                        target = _bare(current.join(URL(location)))
                     except ValueError as exc:
                         raise CrawlFetchError(
                             f"{current}: unusable Location {location!r}: {exc}",
@@ -578,6 +578,14 @@ class Fetcher:
             self.wire_bytes += wire
         self.body_bytes += total
         return b"".join(parts), wire
+
+
+def _bare(url: URL) -> URL:
+    """``url`` as it is requested: never with credentials (aiohttp would send them as Basic
+    auth to whoever the link or a redirect names) and without a fragment (never sent)."""
+    if url.user is not None or url.password is not None:
+        url = url.with_user(None)
+    return url.with_fragment(None) if url.fragment or url.raw_fragment else url
 
 
 def _guess_type(path: Path) -> str | None:
