@@ -589,9 +589,15 @@ class Crawler:
             url = page.next
             if url is None and any(f.code == "next-loops" for f in found):
                 url = record.final_url or record.url  # reported as a loop on the next turn
-            elif url is None:
+            elif url is None and not record.stale:  # (a stale copy's own next was fine)
                 bad_next = next(
-                    (f for f in found if f.pointer == "/next" and f.severity == Severity.ERROR),
+                    (
+                        f
+                        for f in found
+                        if f.pointer == "/next"
+                        and f.severity == Severity.ERROR
+                        and f.code != "missing-field"  # no link given: nothing to follow
+                    ),
                     None,
                 )
                 if bad_next is not None:  # pages may follow that cannot be reached
