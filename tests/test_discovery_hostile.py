@@ -267,3 +267,28 @@ def test_credentials_in_redirects_and_scheme_relative_links_are_never_sent_or_st
     urls = sorted(s.metadata_url for s in snapshot.servers)
     assert urls == [f"https://{HOST}/moved.json", f"https://{HOST}/sister.json"]
     assert "mp@" not in json.dumps([d.to_dict() for d in snapshot.documents])
+
+
+def test_a_linked_server_that_fails_gives_its_place_under_max_servers_back(
+    fed: FakeFederation,
+) -> None:
+    links = [f"https://{HOST}/fan/{i}.json" for i in range(1, 11)]
+    root = _metadata(HOST, cds_metadata_url=f"https://{HOST}/fan/0.json", capabilities=[])
+    root["related_metadata"] = links
+    del root["coverage"]
+    fed.overrides[(HOST, "/fan/0.json")] = _json(root)
+
+    async def gone(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.2)  # still in flight when the other links are read
+        return web.Response(status=404)
+
+    for i in range(1, 11):
+        leaf = _metadata(HOST, cds_metadata_url=links[i - 1], capabilities=[])
+        del leaf["coverage"]
+        fed.overrides[(HOST, f"/fan/{i}.json")] = gone if i <= 4 else _json(leaf)
+    options = fed.options(max_servers=5)
+    snapshot, report = asyncio.run(
+        crawl_with_report([f"https://{HOST}/fan/0.json"], options=options)
+    )
+    assert len(snapshot.servers) == 5  # the root and four good leaves, not one
+    assert [p.kind for p in report.problems].count("server_limit") == 1

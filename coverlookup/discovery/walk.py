@@ -124,6 +124,7 @@ class Crawler:
         self._server_limit: Problem | None = None
         self._over_server_limit = 0
         self._metadata_in_flight = 0
+        self._places = asyncio.Condition()
         self.fetcher: Fetcher | None = None
 
     # -- running ---------------------------------------------------------------------------------
@@ -383,7 +384,22 @@ class Crawler:
         if key in self._requested:
             return None
         self._requested.add(key)
-        if len(self._servers) + self._metadata_in_flight >= self.options.max_servers:
+        limit = self.options.max_servers
+        # Servers being fetched hold a place; a fetch that fails gives its place back, so wait
+        # for those in flight before deciding this one is over the limit.
+        async with self._places:
+            await self._places.wait_for(
+                lambda: (
+                    len(self._servers) >= limit
+                    or len(self._servers) + self._metadata_in_flight < limit
+                )
+            )
+            if len(self._servers) + self._metadata_in_flight < limit:
+                self._metadata_in_flight += 1
+                admitted = True
+            else:
+                admitted = False
+        if not admitted:
             # Servers being fetched count too: links fanning out faster than servers answer
             # cannot run past the limit. One problem row for all of them, with their count.
             self._over_server_limit += 1
@@ -400,11 +416,12 @@ class Crawler:
                     f"not fetched (this and {self._over_server_limit - 1} more metadata links)"
                 )
             return None
-        self._metadata_in_flight += 1
         try:
             return await self._read_metadata(url, depth, quiet)
         finally:
-            self._metadata_in_flight -= 1
+            async with self._places:
+                self._metadata_in_flight -= 1
+                self._places.notify_all()
 
     async def _read_metadata(self, url: str, depth: int, quiet: bool) -> str | None:
         if quiet:
