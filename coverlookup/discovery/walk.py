@@ -125,6 +125,8 @@ class Crawler:
         self._over_server_limit = 0
         self._metadata_in_flight = 0
         self._places = asyncio.Condition()
+        self._total_limit: Problem | None = None
+        self._over_total_limit = 0
         self.fetcher: Fetcher | None = None
 
     # -- running ---------------------------------------------------------------------------------
@@ -202,13 +204,23 @@ class Crawler:
             record.error = str(exc)
             self._done += 1
             body = self._stale_copy(record, prev, str(exc))
-            self.report.add(
+            if exc.problem == "total_limit" and self._total_limit is not None:
+                # One row for every document the byte budget left out, with their count.
+                self._over_total_limit += 1
+                self._total_limit.kept = (
+                    f"{self._total_limit.kept.split(' (')[0]} "
+                    f"(this and {self._over_total_limit} more documents not fetched)"
+                )
+                return record, body
+            problem = self.report.add(
                 url,
                 exc.problem,
                 str(exc),
                 self._kept(record, prev, body),
                 document_kind=kind,
             )
+            if exc.problem == "total_limit":
+                self._total_limit = problem
             return record, body
         finally:
             self._progress()
