@@ -125,6 +125,7 @@ class Crawler:
         self._over_server_limit = 0
         self._metadata_in_flight = 0
         self._places = asyncio.Condition()
+        self._geometry_reads = asyncio.Semaphore(2)
         self._total_limit: Problem | None = None
         self._over_total_limit = 0
         self.fetcher: Fetcher | None = None
@@ -649,6 +650,13 @@ class Crawler:
         if body is None:
             self._note_entry_without_geometry(url, entry)
             return
+        # A parsed GeoJSON and its geometry take several times the body's size: only a few are
+        # read at once, however many bodies have arrived.
+        async with self._geometry_reads:
+            await self._read_geojson(record, body, entry)
+
+    async def _read_geojson(self, record: DocumentRecord, body: bytes, entry: Entry) -> None:
+        url = record.url
         value, syntax = self._parse(record, body)
         problem = None
         if syntax is not None:
