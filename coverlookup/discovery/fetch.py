@@ -560,6 +560,8 @@ class Fetcher:
                     if data and encoding != "deflate" and data[:1] == b"\x1f":
                         # gzip allows several members one after another (RFC 1952, 2.2)
                         decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    elif not data.strip(b"\x00"):  # zero padding, as gzip(1) tolerates
+                        break
                     elif data:
                         raise zlib.error(f"{len(data)} bytes after the end of the stream")
             if decomp is not None:
