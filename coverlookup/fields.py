@@ -182,13 +182,14 @@ def check_url(
     if not parts.scheme:
         if base and urlsplit(base).scheme in ("http", "https", "file"):
             resolved = urljoin(base, stripped)
+            if field in FETCHED_URL_FIELDS:  # //user:pw@host/x is relative too
+                resolved = _fetchable(resolved, ptr, found, field)
+                value = "(credentials dropped)" if "@" in urlsplit(stripped).netloc else value
             found.warning(
                 ptr,
                 "relative-url",
                 f"'{field}' is a relative URL {value!r}; read as {resolved}",
             )
-            if field in FETCHED_URL_FIELDS:  # //user:pw@host/x is relative too
-                resolved = _fetchable(resolved, ptr, found, field)
             return resolved
         found.error(ptr, "bad-url", f"'{field}' is not an absolute URL: {value!r}")
         return None
@@ -217,7 +218,8 @@ def check_url(
             "should not publish credentials",
         )
     if parts.scheme == "http":
-        found.warning(ptr, "not-https", f"'{field}' is not an https URL: {value}")
+        shown = stripped if field in FETCHED_URL_FIELDS else value
+        found.warning(ptr, "not-https", f"'{field}' is not an https URL: {shown}")
     return stripped
 
 

@@ -186,6 +186,7 @@ def test_gzip_bodies_in_several_members_truncated_or_with_trailing_bytes(
         "truncated": whole[:-10],
         "trailing": whole + b"<html>oops</html>",
         "padded": whole + b"\x00" * 512,  # a tape-style zero padding: gzip(1) reads it too
+        "endless zeros": whole + b"\x00" * (1024 * 1024),  # bounded: not read without end
     }
     outcomes = {}
     for name, body in cases.items():
@@ -194,6 +195,10 @@ def test_gzip_bodies_in_several_members_truncated_or_with_trailing_bytes(
         problems = [(p.kind, p.message) for p in report.problems if p.url == url]
         outcomes[name] = (len(snapshot.servers), problems)
     assert outcomes["members"] == outcomes["padded"] == (1, [])
+    assert outcomes["endless zeros"] == (
+        0,
+        [("bad_encoding", f"{url}: corrupt gzip body: data after the end of the stream")],
+    )
     assert outcomes["truncated"] == (
         0,
         [("bad_encoding", f"{url}: corrupt gzip body: the stream ends early (truncated)")],

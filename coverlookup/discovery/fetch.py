@@ -36,6 +36,8 @@ from coverlookup.errors import FetchError, UnsafeURLError
 
 log = logging.getLogger(__name__)
 
+_MAX_PADDING = 64 * 1024  # zero bytes accepted after a gzip stream
+
 _NO_SUCH_NAME = frozenset(
     code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None
 )
@@ -528,6 +530,7 @@ class Fetcher:
         parts: list[bytes] = []
         total = 0
         wire = 0
+        padding = 0  # zero bytes read after a finished gzip stream
 
         def too_large() -> CrawlFetchError:
             what = "after decompression " if decomp is not None else ""
@@ -545,6 +548,11 @@ class Fetcher:
                         raise too_large()
                     parts.append(chunk)
                     continue
+                if padding:  # after the stream's end: only zeros, and not without end
+                    padding += len(chunk)
+                    if chunk.strip(b"\x00") or padding > _MAX_PADDING:
+                        raise zlib.error("data after the end of the stream")
+                    continue
                 data = chunk
                 while data:
                     # max_length bounds memory: a bomb never inflates past limit + 1 bytes.
@@ -561,6 +569,7 @@ class Fetcher:
                         # gzip allows several members one after another (RFC 1952, 2.2)
                         decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
                     elif not data.strip(b"\x00"):  # zero padding, as gzip(1) tolerates
+                        padding = len(data)
                         break
                     elif data:
                         raise zlib.error(f"{len(data)} bytes after the end of the stream")

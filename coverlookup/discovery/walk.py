@@ -514,10 +514,14 @@ class Crawler:
 
     async def _get_quiet(self, url: str) -> tuple[DocumentRecord, bytes | None]:
         """Like _get, but a failure is left for the caller to report (well-known probing)."""
-        before = len(self.report.problems)
+        before = {id(p) for p in self.report.problems}
         record, body = await self._get(url, "metadata")
-        if body is None:
-            del self.report.problems[before:]
+        if body is None:  # only this probe's rows: other tasks add theirs meanwhile
+            mine = [p for p in self.report.problems if id(p) not in before and p.url == url]
+            gone = {id(p) for p in mine}
+            self.report.problems[:] = [p for p in self.report.problems if id(p) not in gone]
+            if self._total_limit is not None and id(self._total_limit) in gone:
+                self._total_limit = None
         return record, body
 
     def _add_server(self, server: Server, record: DocumentRecord) -> bool:
