@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -132,6 +132,32 @@ def _looks_like_url(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(("https://", "http://"))
 
 
+def _extensions(
+    obj: Mapping[str, Any],
+    known: Container[str],
+    base: str,
+    url: str,
+    found: FindingList,
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """An object's fields the spec does not name, as (links, extra): a URL-valued one is an
+    extension's link (``oauth_metadata``), anything else is kept and ignored; each a notice."""
+    links: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    for key, item in obj.items():
+        if key in known:
+            continue
+        ptr = base + pointer(key)
+        if _looks_like_url(item):
+            resolved = check_url(item, ptr, found, url, field=key)
+            if resolved:
+                links[key] = resolved
+            found.notice(ptr, "extension-link", f"extension field '{key}' kept as a link")
+        else:
+            extra[key] = item
+            found.notice(ptr, "unknown-field", f"unknown field '{key}' (kept; clients ignore it)")
+    return links, extra
+
+
 def parse_server(value: Any, url: str) -> tuple[Server | None, FindingList]:
     """Read a metadata document fetched from ``url`` into a ``Server`` plus findings."""
     found = FindingList(url)
@@ -216,20 +242,7 @@ def parse_server(value: Any, url: str) -> tuple[Server | None, FindingList]:
         commodities = r.enum_list("commodity_types", COMMODITY_TYPES, "commodity type")
 
     known = set(_SERVER_FIELDS_COMMON + _SERVER_TYPE_FIELDS + _SERVER_OPTIONAL)
-    links: dict[str, str] = {}
-    extra: dict[str, Any] = {}
-    for key, item in value.items():
-        if key in known:
-            continue
-        ptr = pointer(key)
-        if _looks_like_url(item):
-            resolved = check_url(item, ptr, found, url, field=key)
-            if resolved:
-                links[key] = resolved
-            found.notice(ptr, "extension-link", f"extension field '{key}' kept as a link")
-        else:
-            extra[key] = item
-            found.notice(ptr, "unknown-field", f"unknown field '{key}' (kept; clients ignore it)")
+    links, extra = _extensions(value, known, "", url, found)
     server = Server(
         metadata_url=url,
         shape=shape,
@@ -481,20 +494,7 @@ def parse_entry(
             # 2023 section 3.2: a server's values relate to the capabilities it offers, and
             # 'coverage' offers coverage "as it relates the other listed capabilities".
             capabilities = tuple(c for c in server.capabilities if c != "coverage")
-    extra: dict[str, Any] = {}
-    links: dict[str, str] = {}
-    for key, item in raw.items():
-        if key in _ENTRY_KNOWN:
-            continue
-        ptr = base + pointer(key)
-        if _looks_like_url(item):  # an extension's link, as at server level
-            resolved = check_url(item, ptr, found, url, field=key)
-            if resolved:
-                links[key] = resolved
-            found.notice(ptr, "extension-link", f"extension field '{key}' kept as a link")
-        else:
-            extra[key] = item
-            found.notice(ptr, "unknown-field", f"unknown field '{key}' (kept; clients ignore it)")
+    links, extra = _extensions(raw, _ENTRY_KNOWN, base, url, found)
     return Entry(
         server_url=server.metadata_url if server else url,
         id=entry_id,
