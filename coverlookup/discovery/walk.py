@@ -127,6 +127,7 @@ class Crawler:
         self._places = asyncio.Condition()
         self._geometry_reads = asyncio.Semaphore(2)
         self._total_limit: Problem | None = None
+        self._total_limit_kept = ""
         self._over_total_limit = 0
         self.fetcher: Fetcher | None = None
 
@@ -209,8 +210,7 @@ class Crawler:
                 # One row for every document the byte budget left out, with their count.
                 self._over_total_limit += 1
                 self._total_limit.kept = (
-                    f"{self._total_limit.kept.split(' (')[0]} "
-                    f"(this and {self._over_total_limit} more documents not fetched)"
+                    f"{self._total_limit_kept}; {self._over_total_limit} more documents not fetched"
                 )
                 return record, body
             problem = self.report.add(
@@ -221,7 +221,7 @@ class Crawler:
                 document_kind=kind,
             )
             if exc.problem == "total_limit":
-                self._total_limit = problem
+                self._total_limit, self._total_limit_kept = problem, problem.kept
             return record, body
         finally:
             self._progress()
