@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import itertools
 import logging
 import multiprocessing
@@ -691,9 +692,13 @@ def build_service(options: ServeOptions) -> LookupService:
     return LookupService(index, source=options.snapshot or "demo", **addresses)
 
 
-def run_worker(options: ServeOptions, announce: bool = True) -> None:
-    """One serving process (also the whole server when ``workers`` is 1)."""
-    service = build_service(options)
+def run_worker(
+    options: ServeOptions, announce: bool = True, service: LookupService | None = None
+) -> None:
+    """One serving process (also the whole server when ``workers`` is 1), serving ``service``
+    if the parent built it before forking, else one built here from ``options``."""
+    if service is None:
+        service = build_service(options)
     app = create_app(
         service,
         cors_origins=options.cors_origins,
@@ -767,15 +772,29 @@ def run(options: ServeOptions) -> int:
             threading.Thread(
                 target=_crawl_in_background, args=(options, root, crawler_stop), daemon=True
             ).start()
-        return _run_workers(options.workers, worker_options, crawler_stop)
+        # With seeds, the crawler thread already runs here: no fork (threads and fork do not mix).
+        return _run_workers(
+            options.workers, worker_options, crawler_stop, preload=not options.seeds
+        )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _run_workers(count: int, worker_options: ServeOptions, crawler_stop: threading.Event) -> int:
-    ctx = multiprocessing.get_context("spawn")
+def _run_workers(
+    count: int, worker_options: ServeOptions, crawler_stop: threading.Event, *, preload: bool
+) -> int:
+    service = None
+    if preload and "fork" in multiprocessing.get_all_start_methods():
+        # Load the index once, then fork: the workers share its pages (the territories, their
+        # edge frames and search trees are never written again) instead of each loading its own.
+        ctx: Any = multiprocessing.get_context("fork")
+        service = build_service(worker_options)
+        gc.freeze()  # the collector would otherwise write to every object's page in each worker
+    else:
+        ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=run_worker, args=(worker_options,), daemon=False) for _ in range(count)
+        ctx.Process(target=run_worker, args=(worker_options, True, service), daemon=False)
+        for _ in range(count)
     ]
     for proc in procs:
         proc.start()

@@ -200,6 +200,8 @@ def test_lookup_nearest(capsys: pytest.CaptureFixture[str]) -> None:
         (["lookup", "43"], "give LAT and LON"),
         (["lookup", "43", "-120", "--nearest-km", "0"], "nearest_km must be above 0"),
         (["lookup", "43", "-120", "--snapshot", "/nonexistent/snap"], "no such snapshot"),
+        # The parent loads the index the workers share: one error, not one per worker.
+        (["serve", "--workers", "2", "--port", "9", "--snapshot", "/nonexistent/snap"], "no such"),
         (["serve", "--refresh", "60"], "--refresh needs --seed"),
         (["serve", "--port", "70000"], "not a port number"),
     ],
@@ -211,7 +213,8 @@ def test_usage_errors_are_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert code in (1, 2)
     assert len(err) == 1 and err[0].startswith("coverlookup: error: ") and message in err[0]
-    if argv[0] == "serve" or "abc" in argv or "95" in argv or len(argv) == 2:
+    usage = argv[0] == "serve" and "--snapshot" not in argv  # a missing snapshot is not usage
+    if usage or "abc" in argv or "95" in argv or len(argv) == 2:
         assert code == 2
 
 
