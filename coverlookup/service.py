@@ -777,9 +777,14 @@ def crawl_loader(
         from coverlookup.snapshot import load_snapshot, write_snapshot
 
         def persist_and_build() -> CoverageIndex:
-            written = load_snapshot(write_snapshot(root, snapshot))
-            index = CoverageIndex.from_snapshot(written)
-            index.save(written.path / "index")  # so a restart serves at once
+            built: list[CoverageIndex] = []
+            # The index is compiled before the snapshot becomes current: a process watching the
+            # root loads it, not the raw documents, and so does a restart.
+            path = write_snapshot(
+                root, snapshot, before_publish=lambda d: built.append(CoverageIndex.load(d))
+            )
+            written = load_snapshot(path)
+            index = built[0] if built else CoverageIndex.load(path)
             last[:] = [written]
             return index.warm()
 

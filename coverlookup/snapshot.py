@@ -23,7 +23,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,8 +175,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_snapshot(root: str | os.PathLike[str], snapshot: Snapshot, *, keep: int = 3) -> Path:
-    """Write ``snapshot`` under ``root`` and publish it atomically; returns its directory."""
+def write_snapshot(
+    root: str | os.PathLike[str],
+    snapshot: Snapshot,
+    *,
+    keep: int = 3,
+    before_publish: Callable[[Path], object] | None = None,
+) -> Path:
+    """Write ``snapshot`` under ``root`` and publish it atomically; returns its directory.
+
+    ``before_publish`` is called with the complete snapshot directory before ``current`` moves to
+    it: the place to compile its index, so that a process watching ``current`` (a worker, a
+    ``serve --snapshot DIR --refresh``) loads the compiled index instead of building its own while
+    it serves. What it raises is logged, and the snapshot is published all the same.
+    """
     root = Path(root)
     snapshots = root / "snapshots"
     snapshots.mkdir(parents=True, exist_ok=True)
@@ -203,6 +215,11 @@ def write_snapshot(root: str | os.PathLike[str], snapshot: Snapshot, *, keep: in
         shutil.rmtree(final)
     os.rename(tmp, final)
     _fsync_dir(snapshots)
+    if before_publish is not None:
+        try:
+            before_publish(final)
+        except Exception:  # the snapshot is good without what the hook adds
+            log.exception("%s: preparing the snapshot before publishing it failed", final)
     link_tmp = root / f".current-{snapshot.id}"
     if link_tmp.is_symlink() or link_tmp.exists():
         link_tmp.unlink()

@@ -257,6 +257,22 @@ def test_snapshot_round_trip(crawled: tuple[Snapshot, CrawlReport], tmp_path: Pa
     }
 
 
+def test_write_snapshot_prepares_it_before_publishing(
+    crawled: tuple[Snapshot, CrawlReport], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    snapshot, _ = crawled
+    seen = []
+
+    def prepare(directory: Path) -> None:
+        seen.append((directory, load_snapshot(directory).id, (tmp_path / "current").exists()))
+        raise RuntimeError("the compiler broke")
+
+    written = write_snapshot(tmp_path, snapshot, before_publish=prepare)
+    assert seen == [(written, snapshot.id, False)]  # complete, and not current yet
+    assert load_snapshot(tmp_path).path == written  # a failed preparation does not withhold it
+    assert "the compiler broke" in caplog.text
+
+
 def test_allow_private_lets_the_loopback_redirect_through(
     fed: FakeFederation, tmp_path: Path
 ) -> None:

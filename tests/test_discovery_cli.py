@@ -61,6 +61,9 @@ def test_crawl_writes_snapshot_summary_and_report(
     assert code == 1  # the pagination loop is still there
     assert "14 unchanged (304), 0 kept from the previous snapshot (stale)" in out.out
     assert len(list((root / "snapshots").iterdir())) == 2
+    # Each snapshot was published with its compiled index: a server watching the root loads
+    # that, not the raw documents, while it serves.
+    assert (root / "current" / "index" / "meta.json").is_file()
 
 
 def test_crawl_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

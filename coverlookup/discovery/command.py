@@ -124,7 +124,8 @@ def run_crawl_cli(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if progress is not None:
             progress.close()
     try:
-        written = write_snapshot(root, snapshot, keep=args.keep)
+        # Compiled before it becomes current: a server watching the directory loads it at once.
+        written = write_snapshot(root, snapshot, keep=args.keep, before_publish=_compile_index)
     except OSError as exc:
         raise SnapshotError(f"{root}: cannot write the snapshot: {exc.strerror or exc}") from None
     data = summary(snapshot, report)
@@ -151,3 +152,9 @@ def run_crawl_cli(args: argparse.Namespace, out: TextIO | None = None) -> int:
         more = len(errors) - SHOWN_PROBLEMS
         out.write(f"  ... and {more} more" + (" (see the report)\n" if args.report else "\n"))
     return 1 if errors or not snapshot.servers else 0
+
+
+def _compile_index(directory: Path) -> None:
+    from coverlookup.index import CoverageIndex
+
+    CoverageIndex.load(directory)  # builds the index and saves its compiled form beside it
