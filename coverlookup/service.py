@@ -794,14 +794,22 @@ def crawl_loader(
     return load
 
 
-def snapshot_watcher(root: str, current_id: Callable[[], str | None]) -> IndexLoader:
+def snapshot_watcher(
+    root: str, current_id: Callable[[], str | None], *, crawler: bool = False
+) -> IndexLoader:
     """A loader that loads the snapshot under ``root`` whenever its ``current`` link moves on
-    (written by ``coverlookup crawl`` or by a crawling parent process); None while unchanged."""
+    (written by ``coverlookup crawl`` or by a crawling parent process); None while unchanged.
+
+    With ``crawler`` (a parent process is crawling into ``root``), a root with no snapshot yet is
+    None too: the first crawl is running, which is not a failed refresh."""
 
     async def load() -> CoverageIndex | None:
         from coverlookup.index import CoverageIndex
         from coverlookup.snapshot import load_snapshot, resolve_snapshot_dir
 
+        base = Path(root)
+        if crawler and not (base / "current").exists() and not (base / "manifest.json").exists():
+            return None
         directory = resolve_snapshot_dir(root)
         # A root's 'current' link names the snapshot directory after its id; no need to parse.
         linked = (Path(root) / "current").is_symlink()

@@ -684,7 +684,9 @@ def build_service(options: ServeOptions) -> LookupService:
             index = load_index(options.snapshot, warm=True)
         service = LookupService(index, source=options.snapshot, **addresses)
         service.loader = snapshot_watcher(
-            options.snapshot, lambda: service.index.snapshot_id if service.ready else None
+            options.snapshot,
+            lambda: service.index.snapshot_id if service.ready else None,
+            crawler=options.crawl_root is not None,
         )
         service.crawl_root = options.crawl_root
         return service
@@ -737,25 +739,33 @@ def _say(line: str) -> None:
 
 
 def run(options: ServeOptions) -> int:
-    """Serve in this process, or in ``workers`` processes sharing the port (SO_REUSEPORT)."""
+    """Serve in this process, or in ``workers`` processes sharing the port (SO_REUSEPORT).
+
+    With seeds, this process crawls and the serving processes (one or more) load each snapshot it
+    writes: parsing a crawl's documents holds the interpreter lock for up to seconds, which the
+    process answering lookups must not do.
+    """
     if options.workers < 1:
         raise UsageError("--workers must be at least 1")
-    if options.workers == 1:
+    if options.workers == 1 and not options.seeds:
         run_worker(options)
         return 0
-    if options.port == 0:
+    if options.workers > 1 and options.port == 0:
         raise UsageError("--workers above 1 needs an explicit --port (the processes share it)")
-    if not hasattr(__import__("socket"), "SO_REUSEPORT"):
+    if options.workers > 1 and not hasattr(__import__("socket"), "SO_REUSEPORT"):
         raise UsageError("--workers above 1 needs SO_REUSEPORT, which this system lacks")
     crawler_stop = threading.Event()
     # The workers' /metrics count the requests of all of them (coverlookup.metrics).
     metrics_dir = tempfile.mkdtemp(prefix="coverlookup-metrics-")
+    temporary_root = None
     try:
         worker_options = dataclasses.replace(options, metrics_dir=metrics_dir)
         if options.seeds:
             # One crawler (this process) writes snapshots and records how its crawls went; the
             # workers watch the directory and report both.
-            root = options.snapshot or tempfile.mkdtemp(prefix="coverlookup-serve-")
+            root = options.snapshot
+            if root is None:  # crawls are kept on disk either way; this run's go when it ends
+                root = temporary_root = tempfile.mkdtemp(prefix="coverlookup-serve-")
             try:  # a record of an earlier run is not this run's
                 os.unlink(os.path.join(root, CRAWL_STATE_FILE))
             except FileNotFoundError:
@@ -777,7 +787,10 @@ def run(options: ServeOptions) -> int:
             options.workers, worker_options, crawler_stop, preload=not options.seeds
         )
     finally:
+        crawler_stop.set()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        if temporary_root is not None:
+            shutil.rmtree(temporary_root, ignore_errors=True)
 
 
 def _run_workers(

@@ -312,6 +312,27 @@ async def test_snapshot_watcher_reloads_when_current_moves(tmp_path: Path) -> No
     assert [m["id"] for m in answer["matches"]] == ["mng-gas", "mpl-electric"]
 
 
+async def test_snapshot_watcher_waits_for_a_crawlers_first_snapshot(tmp_path: Path) -> None:
+    from coverlookup import demo
+    from coverlookup.discovery import crawl
+    from coverlookup.service import snapshot_watcher
+    from coverlookup.snapshot import write_snapshot
+
+    root = tmp_path / "root"
+    root.mkdir()
+    service = LookupService(None)
+    service.loader = snapshot_watcher(str(root), lambda: None, crawler=True)
+    assert await service.refresh() is True  # the first crawl is running: not a failure
+    assert not service.ready and service.refresh_state.failures == 0
+    write_snapshot(root, await crawl([str(demo.federation_path())]))
+    assert await service.refresh() is True and service.ready
+    # Without a crawler, a root with nothing in it is a failed refresh, and says why.
+    service = LookupService(None)
+    service.loader = snapshot_watcher(str(tmp_path / "empty"), lambda: None)
+    assert await service.refresh() is False
+    assert "no such snapshot directory" in (service.refresh_state.last_error or "")
+
+
 def _demo_queries(count: int, seed: int) -> list[Query]:
     import random
 
