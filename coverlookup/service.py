@@ -738,9 +738,10 @@ def load_index(snapshot: str | None = None, *, warm: bool = False) -> CoverageIn
 
 
 def crawl_loader(
-    seeds: list[str], *, snapshot_root: str | None = None, **crawl_options: Any
+    seeds: list[str], *, snapshot_root: str | None = None, warm: bool = True, **crawl_options: Any
 ) -> IndexLoader:
-    """A loader that crawls ``seeds`` (writing the snapshot under ``snapshot_root`` if given).
+    """A loader that crawls ``seeds`` (writing the snapshot under ``snapshot_root`` if given);
+    ``warm=False`` for a crawler that only writes snapshots for other processes to serve.
 
     Each crawl after the first is given the previous snapshot, so unchanged documents are
     fetched conditionally and a source that fails keeps its last good entries, marked stale.
@@ -786,7 +787,7 @@ def crawl_loader(
             written = load_snapshot(path)
             index = built[0] if built else CoverageIndex.load(path)
             last[:] = [written]
-            return index.warm()
+            return index.warm() if warm else index
 
         # Building is CPU work: keep the event loop answering lookups meanwhile.
         return await loop.run_in_executor(None, persist_and_build)

@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import itertools
 import logging
+import math
 import multiprocessing
 import os
 import shutil
@@ -73,6 +74,8 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 # How often workers look for a new snapshot written by the crawling parent process.
 WATCH_INTERVAL_S = 2.0
+ORPHAN_CHECK_S = 1.0  # how often a worker checks that its parent is still there
+CRAWLER_JOIN_S = 60.0  # how long a stopping server waits for its crawler to put its pen down
 LOOKUP_PARAMS = frozenset({"lat", "lon", "address", "nearest_km", *FILTERS})
 LIST_PARAMS = frozenset({"limit", "offset"})
 
@@ -654,6 +657,8 @@ class ServeOptions:
     # whose crawler (the parent process) records its refresh state there.
     metrics_dir: str | None = None
     crawl_root: str | None = None
+    # What /v1/status names as the source, when it is not the snapshot path (the parent's seeds).
+    source: str | None = None
 
 
 def build_service(options: ServeOptions) -> LookupService:
@@ -682,7 +687,7 @@ def build_service(options: ServeOptions) -> LookupService:
         index = None
         with contextlib.suppress(SnapshotError):
             index = load_index(options.snapshot, warm=True)
-        service = LookupService(index, source=options.snapshot, **addresses)
+        service = LookupService(index, source=options.source or options.snapshot, **addresses)
         service.loader = snapshot_watcher(
             options.snapshot,
             lambda: service.index.snapshot_id if service.ready else None,
@@ -695,10 +700,21 @@ def build_service(options: ServeOptions) -> LookupService:
 
 
 def run_worker(
-    options: ServeOptions, announce: bool = True, service: LookupService | None = None
+    options: ServeOptions,
+    announce: bool = True,
+    service: LookupService | None = None,
+    parent_pid: int | None = None,
 ) -> None:
     """One serving process (also the whole server when ``workers`` is 1), serving ``service``
-    if the parent built it before forking, else one built here from ``options``."""
+    if the parent built it before forking, else one built here from ``options``. A worker given
+    its ``parent_pid`` stops (as on SIGTERM) when that parent is gone."""
+    if parent_pid is not None:
+        # The parent's handlers came along with a fork. The parent passes SIGTERM on (a Ctrl-C in
+        # a terminal reaches every process of the group): until serve() takes over, SIGTERM
+        # stops this worker as it is and SIGINT is left to the parent.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        threading.Thread(target=_stop_when_orphaned, args=(parent_pid,), daemon=True).start()
     if service is None:
         service = build_service(options)
     app = create_app(
@@ -731,6 +747,15 @@ def run_worker(
     )
 
 
+def _stop_when_orphaned(parent_pid: int) -> None:
+    """SIGTERM this process once its parent has died (a killed parent cannot stop its workers,
+    which would otherwise go on serving a snapshot nobody refreshes)."""
+    while os.getppid() == parent_pid:
+        time.sleep(ORPHAN_CHECK_S)
+    log.warning("the parent process %s is gone; stopping", parent_pid)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _say(line: str) -> None:
     """One line on stderr in one write: workers share the stream, and print() writes the text
     and its newline apart, so another worker's line could land between them."""
@@ -754,6 +779,13 @@ def run(options: ServeOptions) -> int:
         raise UsageError("--workers above 1 needs an explicit --port (the processes share it)")
     if options.workers > 1 and not hasattr(__import__("socket"), "SO_REUSEPORT"):
         raise UsageError("--workers above 1 needs SO_REUSEPORT, which this system lacks")
+    if options.seeds and options.refresh_s is not None and not 0 < options.refresh_s < math.inf:
+        raise UsageError("refresh interval must be above 0 seconds (and finite)")
+    # SIGTERM/SIGINT stop everything from here on: before any worker exists (while the index
+    # loads), by returning; after, by passing SIGTERM on to the workers.
+    group = _Workers()
+    old = {sig: signal.signal(sig, group.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    crawler: threading.Thread | None = None
     crawler_stop = threading.Event()
     # The workers' /metrics count the requests of all of them (coverlookup.metrics).
     metrics_dir = tempfile.mkdtemp(prefix="coverlookup-metrics-")
@@ -766,80 +798,118 @@ def run(options: ServeOptions) -> int:
             root = options.snapshot
             if root is None:  # crawls are kept on disk either way; this run's go when it ends
                 root = temporary_root = tempfile.mkdtemp(prefix="coverlookup-serve-")
-            try:  # a record of an earlier run is not this run's
-                os.unlink(os.path.join(root, CRAWL_STATE_FILE))
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise UsageError(f"cannot write to the snapshot directory {root}: {exc}") from None
+            _check_writable(root)
             worker_options = dataclasses.replace(
                 worker_options,
                 seeds=(),
                 snapshot=root,
                 refresh_s=WATCH_INTERVAL_S,
                 crawl_root=root,
+                source="seeds: " + " ".join(options.seeds),
             )
-            threading.Thread(
+            crawler = threading.Thread(
                 target=_crawl_in_background, args=(options, root, crawler_stop), daemon=True
-            ).start()
+            )
+            crawler.start()
         # With seeds, the crawler thread already runs here: no fork (threads and fork do not mix).
-        return _run_workers(
-            options.workers, worker_options, crawler_stop, preload=not options.seeds
-        )
+        return group.run(options.workers, worker_options, preload=not options.seeds)
+    except _Stopped:  # a signal before any worker started
+        return 0
     finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
         crawler_stop.set()
+        if crawler is not None:  # a crawl in progress is cancelled; a snapshot being written is
+            crawler.join(timeout=CRAWLER_JOIN_S)  # finished, not left half way
         shutil.rmtree(metrics_dir, ignore_errors=True)
         if temporary_root is not None:
             shutil.rmtree(temporary_root, ignore_errors=True)
 
 
-def _run_workers(
-    count: int, worker_options: ServeOptions, crawler_stop: threading.Event, *, preload: bool
-) -> int:
-    service = None
-    if preload and "fork" in multiprocessing.get_all_start_methods():
-        # Load the index once, then fork: the workers share its pages (the territories, their
-        # edge frames and search trees are never written again) instead of each loading its own.
-        ctx: Any = multiprocessing.get_context("fork")
-        service = build_service(worker_options)
-        gc.freeze()  # the collector would otherwise write to every object's page in each worker
-    else:
-        ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=run_worker, args=(worker_options, True, service), daemon=False)
-        for _ in range(count)
-    ]
-    for proc in procs:
-        proc.start()
-    stopping = False
+def _check_writable(root: str) -> None:
+    """Fail at start, with a usage error, if the crawler could not write snapshots under ``root``
+    (or would report an earlier run's crawls)."""
+    try:
+        os.makedirs(root, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # a record of an earlier run is not this run's
+            os.unlink(os.path.join(root, CRAWL_STATE_FILE))
+        probe = os.path.join(root, f".write-test-{os.getpid()}")
+        with open(probe, "wb"):
+            pass
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write to the snapshot directory {root}: {exc.strerror or exc}"
+        ) from None
 
-    def forward(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-        for proc in procs:
+
+class _Stopped(Exception):
+    """SIGTERM or SIGINT arrived before any worker was started."""
+
+
+class _Workers:
+    """The serving processes of one ``run``, and how a signal reaches them."""
+
+    def __init__(self) -> None:
+        self.procs: list[multiprocessing.process.BaseProcess] = []
+        self.stopping = False
+
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        self.stopping = True
+        if not self.procs:
+            raise _Stopped  # still loading: stop here
+        for proc in self.procs:
             if proc.is_alive() and proc.pid is not None:
                 os.kill(proc.pid, signal.SIGTERM)
 
-    old = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        code = _wait_workers(procs, lambda: stopping, forward)
-    finally:
-        crawler_stop.set()
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    return code
+    def run(self, count: int, worker_options: ServeOptions, *, preload: bool) -> int:
+        service = None
+        if preload and "fork" in multiprocessing.get_all_start_methods():
+            # Load the index once, then fork: the workers share its pages (the territories, their
+            # edge frames and search trees are never written again) instead of each loading one.
+            ctx: Any = multiprocessing.get_context("fork")
+            service = build_service(worker_options)
+            gc.freeze()  # the collector would otherwise write to every object's page in each
+        else:
+            ctx = multiprocessing.get_context("spawn")
+        args = (worker_options, True, service, os.getpid())
+        for _ in range(count):
+            proc = ctx.Process(target=run_worker, args=args, daemon=False)
+            self.procs.append(proc)  # listed first: a signal during start() then reaches it
+            proc.start()
+        if self.stopping:  # a signal while they were starting
+            self.on_signal(signal.SIGTERM, None)
+        return _wait_workers(self.procs, lambda: self.stopping, self.on_signal)
+
+
+async def _unless_stopped(work: Awaitable[Any], stop: threading.Event) -> Any:
+    """``await work``, cancelled once ``stop`` is set."""
+    task = asyncio.ensure_future(work)
+    while not stop.is_set():
+        done, _ = await asyncio.wait({task}, timeout=0.2)
+        if done:
+            return task.result()
+    task.cancel()
+    return await task  # raises CancelledError
 
 
 def _crawl_in_background(options: ServeOptions, root: str, stop: threading.Event) -> None:
-    """Crawl the seeds into ``root`` now and then every ``refresh_s`` seconds (for workers)."""
+    """Crawl the seeds into ``root`` until one crawl works (retrying after 1, 2, 4 ... seconds, at
+    most ``refresh_s`` or 60 apart, as a server retries its first load), then every
+    ``refresh_s`` seconds if given."""
     from coverlookup.service import crawl_loader
 
-    loader = crawl_loader(list(options.seeds), snapshot_root=root, **dict(options.crawl_options))
+    loader = crawl_loader(
+        list(options.seeds), snapshot_root=root, warm=False, **dict(options.crawl_options)
+    )
     state = RefreshState()
+    delay = 1.0
     while not stop.is_set():
         state.last_attempt = time.time()
         try:
-            asyncio.run(loader())
+            asyncio.run(_unless_stopped(loader(), stop))
+        except asyncio.CancelledError:
+            return
         except Exception as exc:  # the workers keep serving the last good snapshot
             state.failed(exc)
             log.warning("crawl of %s failed: %s", " ".join(options.seeds), exc)
@@ -849,7 +919,13 @@ def _crawl_in_background(options: ServeOptions, root: str, stop: threading.Event
             write_crawl_state(root, state)
         except OSError as exc:
             log.warning("could not record the crawl's state in %s: %s", root, exc)
-        if not options.refresh_s or stop.wait(options.refresh_s):
+        if state.refreshes == 0:  # nothing to serve yet: try again soon
+            wait, delay = delay, min(delay * 2, options.refresh_s or 60.0)
+        elif not options.refresh_s:
+            return
+        else:
+            wait = options.refresh_s
+        if stop.wait(wait):
             return
 
 
@@ -867,7 +943,8 @@ def _wait_workers(
         for proc in [p for p in alive if not p.is_alive()]:
             alive.remove(proc)
             if proc.exitcode not in (0, -signal.SIGTERM) and not stopping():
-                log.error("worker %s exited with %s; stopping the others", proc.pid, proc.exitcode)
+                others = "; stopping the others" if len(procs) > 1 else ""
+                log.error("worker %s exited with %s%s", proc.pid, proc.exitcode, others)
                 code = 1
                 stop_all(signal.SIGTERM, None)
     return code

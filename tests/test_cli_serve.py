@@ -47,8 +47,8 @@ class _Server:
     and no line is lost: ``lines`` keeps all of them, in order.
     """
 
-    def __init__(self, *args: str) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "coverlookup", "serve", *args],
             stderr=subprocess.PIPE,
@@ -203,6 +203,8 @@ def test_lookup_nearest(capsys: pytest.CaptureFixture[str]) -> None:
         # The parent loads the index the workers share: one error, not one per worker.
         (["serve", "--workers", "2", "--port", "9", "--snapshot", "/nonexistent/snap"], "no such"),
         (["serve", "--refresh", "60"], "--refresh needs --seed"),
+        (["serve", "--seed", "x.example", "--refresh", "0"], "refresh interval must be above 0"),
+        (["serve", "--seed", "x.example", "--refresh", "-1"], "refresh interval must be above 0"),
         (["serve", "--port", "70000"], "not a port number"),
     ],
 )
@@ -254,6 +256,82 @@ def test_serve_from_seeds_crawls_then_serves(tmp_path: Path) -> None:
         code = server.stop()
     assert code == 0
     assert (tmp_path / "snap" / "current" / "manifest.json").is_file()
+
+
+def test_serve_from_seeds_retries_a_failed_first_crawl(tmp_path: Path) -> None:
+    # No --refresh: one crawl is all it needs, but it keeps trying until one works.
+    port, seed = _free_port(), tmp_path / "federation"
+    server = _Server("--port", str(port), "--seed", str(seed))
+    try:
+        server.wait_serving()
+        base = f"http://127.0.0.1:{port}"
+        failed = _poll(
+            lambda: (r := _get(f"{base}/v1/status")[1]["refresh"])["failures"] and r,
+            "the failed first crawl",
+        )
+        assert "federation" in failed["last_error"] and _get(f"{base}/readyz")[0] == 503
+        shutil.copytree(demo.federation_path(), seed)
+        _poll(lambda: _get(f"{base}/readyz")[0] == 200, "a later crawl that works")
+        body = _poll(  # the crawler records its crawl just after the snapshot appears
+            lambda: (b := _get(f"{base}/v1/status")[1])["refresh"]["refreshes"] and b,
+            "the working crawl's record",
+        )
+        assert body["source"] == f"seeds: {seed}"
+        assert body["refresh"]["refreshes"] == 1 and body["refresh"]["last_error"] is None
+    finally:
+        code = server.stop()
+    assert code == 0
+
+
+def test_serve_from_seeds_needs_a_writable_snapshot_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    seed = str(demo.federation_path())
+    code = main(["serve", "--seed", seed, "--snapshot", str(blocker / "snap")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write to the snapshot directory" in err
+
+
+def test_serve_from_seeds_leaves_no_temporary_snapshots(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    for wait_for_crawl in (False, True):  # stopped in the middle of a crawl, and after one
+        server = _Server(
+            "--port", str(_free_port()), "--seed", str(demo.federation_path()),
+            env={"TMPDIR": str(tmp)},
+        )  # fmt: skip
+        try:
+            server.wait_serving()
+            if wait_for_crawl and "no index yet" in server.announced[0]:
+                server.next_line()  # "ready: snapshot ..."
+        finally:
+            code = server.stop()
+        assert code == 0
+        assert list(tmp.iterdir()) == []
+
+
+def test_workers_stop_when_the_parent_is_killed() -> None:
+    port = _free_port()
+    server = _Server("--port", str(port), "--seed", str(demo.federation_path()))
+    try:
+        server.wait_serving()
+        worker = int(server.announced[0].rsplit("pid ", 1)[1].rstrip(")\n"))
+        server.proc.kill()  # SIGKILL: it cannot pass anything on
+        server.proc.wait(timeout=60)
+
+        def gone() -> bool:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        _poll(gone, "the orphaned worker's exit", timeout=30)
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
 
 
 def _snapshots_served(lines: list[str]) -> list[str]:
