@@ -152,16 +152,31 @@ def test_a_crawl_stops_fetching_at_its_total_byte_limit(fed: FakeFederation) -> 
     snapshot, report = asyncio.run(
         crawl_with_report([f"https://{HOST}/fan/0.json"], options=options)
     )
-    # Three documents fit, plus those already on their way when the limit was reached (at
-    # most one per concurrent fetch); the 100 after them are not fetched.
-    bound = 3 + options.concurrency
-    assert 3 <= len(snapshot.servers) <= bound
+    # The documents kept stay within the budget: bodies being read count against it, and the
+    # one that would cross it is dropped (the later ones here are a few bytes longer than the
+    # first, so two or three fit); the 100 after them are not fetched.
+    assert 2 <= len(snapshot.servers) <= 3
     [limited] = [p for p in report.problems if p.kind == "total_limit"]  # one row for all
     assert "max_total_bytes" in limited.message
     first, rest = limited.kept.split("; ")
     assert first == "nothing from this document"  # what the first one kept, unchanged
-    assert int(rest.split(" ")[0]) > 50 and rest.endswith(" more documents not fetched")
-    assert report.bytes <= bound * size
+    assert int(rest.split(" ")[0]) > 10 and rest.endswith(" more documents not read")
+    assert report.bytes <= options.max_total_bytes
+
+
+def test_mirror_reads_count_against_the_total_byte_limit() -> None:
+    from coverlookup import demo
+    from coverlookup.discovery.options import CrawlOptions
+
+    budget = 6_000  # the demo federation's documents come to several times this
+    _, report = asyncio.run(
+        crawl_with_report(
+            [str(demo.federation_path())], options=CrawlOptions(max_total_bytes=budget)
+        )
+    )
+    assert 0 < report.bytes <= budget
+    [limited] = [p for p in report.problems if p.kind == "total_limit"]
+    assert "not read, the crawl has read its limit of 6,000 bytes" in limited.message
 
 
 def _gzip(body: bytes) -> Any:

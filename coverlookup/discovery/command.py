@@ -29,7 +29,7 @@ def add_fetch_options(p: argparse.ArgumentParser) -> None:
         "--max-total-bytes",
         type=int,
         metavar="N",
-        help="all bodies of one crawl together (default 512 MiB); past it nothing more is fetched",
+        help="all bodies of one crawl together (default 512 MiB); past it nothing more is read",
     )
     g.add_argument(
         "--max-servers", type=int, metavar="N", help="metadata documents to read (10000)"

@@ -199,7 +199,21 @@ class Fetcher:
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self.requests = 0
         self.wire_bytes = 0
-        self.body_bytes = 0
+        self.body_bytes = 0  # of every body kept so far, and of those being read
+
+    def reserve(self, url: Any, size: int) -> None:
+        """Count ``size`` bytes about to be read from a file (a mirror, a local seed) against
+        ``max_total_bytes``, or raise the ``total_limit`` error if they do not fit."""
+        if self.body_bytes + size > self.options.max_total_bytes:
+            raise self._over_total(url, "not read")
+        self.body_bytes += size
+
+    def _over_total(self, url: Any, what: str) -> CrawlFetchError:
+        return CrawlFetchError(
+            f"{url}: {what}, the crawl has read its limit of "
+            f"{self.options.max_total_bytes:,} bytes (max_total_bytes)",
+            problem="total_limit",
+        )
 
     async def __aenter__(self) -> Fetcher:
         opts = self.options
@@ -382,7 +396,12 @@ class Fetcher:
                     f"{url}: {size} bytes is over the limit of {self.options.max_bytes}",
                     problem="too_large",
                 )
-            return resolved.read_bytes()
+            self.reserve(url, size)
+            try:
+                return resolved.read_bytes()
+            except BaseException:
+                self.body_bytes -= size
+                raise
         except FileNotFoundError:
             raise CrawlFetchError(
                 f"{url}: not in the mirror ({path} does not exist)",
@@ -454,11 +473,7 @@ class Fetcher:
     async def _attempt(self, url: URL, headers: dict[str, str]) -> _Answer:
         async with self._all, self._host_semaphore(url):
             if self.body_bytes >= self.options.max_total_bytes:  # checked once a slot is free
-                raise CrawlFetchError(
-                    f"{url}: not fetched, the crawl has read its limit of "
-                    f"{self.options.max_total_bytes:,} bytes (max_total_bytes)",
-                    problem="total_limit",
-                )
+                raise self._over_total(url, "not fetched")
             self.requests += 1
             try:
                 return await asyncio.wait_for(self._request(url, headers), self.options.timeout)
@@ -531,6 +546,17 @@ class Fetcher:
         total = 0
         wire = 0
         padding = 0  # zero bytes read after a finished gzip stream
+        budget = self.options.max_total_bytes
+        counted = 0  # of this body's bytes, those added to self.body_bytes so far
+
+        def count() -> None:
+            # Bodies being read count too: the crawl's bytes in memory stay under its budget
+            # however many fetches run at once (the body that would cross it is dropped).
+            nonlocal counted
+            self.body_bytes += total - counted
+            counted = total
+            if self.body_bytes > budget:
+                raise self._over_total(url, "stopped reading")
 
         def too_large() -> CrawlFetchError:
             what = "after decompression " if decomp is not None else ""
@@ -546,6 +572,7 @@ class Fetcher:
                     total += len(chunk)
                     if total > limit:
                         raise too_large()
+                    count()
                     parts.append(chunk)
                     continue
                 if padding:  # after the stream's end: only zeros, and not without end
@@ -560,6 +587,7 @@ class Fetcher:
                     total += len(out)
                     if total > limit:
                         raise too_large()
+                    count()
                     parts.append(out)
                     if not decomp.eof:
                         data = decomp.unconsumed_tail
@@ -578,16 +606,20 @@ class Fetcher:
                 total += len(out)
                 if total > limit:
                     raise too_large()
+                count()
                 parts.append(out)
                 if wire and not decomp.eof:  # (an empty body, as a 304's, is no stream)
                     raise zlib.error("the stream ends early (truncated)")
         except zlib.error as exc:
+            self.body_bytes -= counted  # dropped: no longer in memory
             raise CrawlFetchError(
                 f"{url}: corrupt {encoding} body: {exc}", problem="bad_encoding"
             ) from None
+        except BaseException:
+            self.body_bytes -= counted
+            raise
         finally:
             self.wire_bytes += wire
-        self.body_bytes += total
         return b"".join(parts), wire
 
 

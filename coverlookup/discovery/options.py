@@ -103,8 +103,9 @@ class CrawlOptions:
     # Byte limit per body, counted after decompression.
     max_bytes: int = 64 * 1024 * 1024
     # Bodies of one crawl together (held in memory until the snapshot is written, and read into
-    # documents and geometries taking several times their size): past this, documents not yet
-    # fetched are not fetched (a source's last good copy stays).
+    # documents and geometries taking several times their size), counted as they are read,
+    # mirror and local files included: a body that would pass it is dropped and nothing more is
+    # read (a source's last good copy stays).
     max_total_bytes: int = 512 * 1024 * 1024
     max_redirects: int = 5
     # Retries after the first attempt, for timeouts, connection errors, 5xx and 429.

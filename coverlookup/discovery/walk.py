@@ -210,7 +210,7 @@ class Crawler:
                 # One row for every document the byte budget left out, with their count.
                 self._over_total_limit += 1
                 self._total_limit.kept = (
-                    f"{self._total_limit_kept}; {self._over_total_limit} more documents not fetched"
+                    f"{self._total_limit_kept}; {self._over_total_limit} more documents not read"
                 )
                 return record, body
             problem = self.report.add(
@@ -277,6 +277,8 @@ class Crawler:
                     f"{path}: {size} bytes is over the limit of {self.options.max_bytes}",
                     problem="too_large",
                 )
+            if self.fetcher is not None:
+                self.fetcher.reserve(path, size)
             body = path.read_bytes()
         except FileNotFoundError:
             raise CrawlFetchError(
