@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,6 +178,35 @@ def test_mirror_reads_count_against_the_total_byte_limit() -> None:
     assert 0 < report.bytes <= budget
     [limited] = [p for p in report.problems if p.kind == "total_limit"]
     assert "not read, the crawl has read its limit of 6,000 bytes" in limited.message
+
+
+async def test_a_cancelled_crawl_ends_its_fetches_before_closing_their_session(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from coverlookup.discovery import crawl
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # accepts, never answers
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        seed = f"http://127.0.0.1:{port}/.well-known/cds-server-metadata.json"
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(crawl([seed], allow_http=True, allow_private=True), 0.5)
+        # A fetch left running would retry now, on the closed session (the first retry waits
+        # up to a second), and its task's error would be logged once collected.
+        await asyncio.sleep(2.5)
+        gc.collect()
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert accepted
+    assert "Fetcher" not in caplog.text and "exception" not in caplog.text.lower()
 
 
 def _gzip(body: bytes) -> Any:

@@ -139,15 +139,25 @@ class Crawler:
             self.fetcher = fetcher
             for seed in self.seeds:
                 self._start_seed(seed)
-            while self._tasks:
-                done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    self._tasks.discard(task)
-                    exc = task.exception()
-                    if exc is not None:
-                        # A bug in handling one document must not lose the rest of the crawl.
-                        log.error("crawl task failed", exc_info=exc)
-                        self.report.add("", "internal_error", repr(exc), "the rest of the crawl")
+            try:
+                while self._tasks:
+                    done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        self._tasks.discard(task)
+                        exc = task.exception()
+                        if exc is not None:
+                            # A bug in handling one document must not lose the rest of the crawl.
+                            log.error("crawl task failed", exc_info=exc)
+                            self.report.add(
+                                "", "internal_error", repr(exc), "the rest of the crawl"
+                            )
+            except BaseException:
+                # Cancelled (a server stopping, a caller's timeout): its fetches end here, while
+                # the session they use is still open, not later against a closed one.
+                for task in self._tasks:
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+                raise
             self.report.requests = fetcher.requests
             self.report.wire_bytes = fetcher.wire_bytes
         self.report.elapsed = asyncio.get_running_loop().time() - t0
