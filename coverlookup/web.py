@@ -599,14 +599,18 @@ async def serve(
     announce: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting, finish requests in flight and return."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout
+    )
     await runner.setup()
     if type(runner.server) is web.Server:  # unparsable requests get the API's error shape
         runner.server.__class__ = _Server
-    site = web.TCPSite(
-        runner, host, port, reuse_port=reuse_port or None, shutdown_timeout=shutdown_timeout
-    )
-    await site.start()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    try:
+        await site.start()
+    except OSError as exc:  # in use, no such host, not an address of this machine
+        await runner.cleanup()
+        raise UsageError(_cannot_listen(host, port, exc)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -621,6 +625,34 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> str:
+    reason = str(exc.strerror or exc)
+    if reason.startswith("error while attempting to bind"):  # asyncio's words around the OS's
+        reason = reason.rsplit(": ", 1)[-1]
+    reason = reason[:1].lower() + reason[1:]  # the OS's "Address already in use", as asyncio's
+    return f"cannot listen on {_hostport((host, port))}: {reason}"
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Fail with one line if ``host:port`` cannot be listened on: taken (also by another server
+    sharing ports with SO_REUSEPORT, which this bind, without it, does not join), no such host,
+    or not an address of this machine. Run before any worker starts."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _name, address in infos:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
+                if family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(address)
+    except OSError as exc:
+        raise UsageError(_cannot_listen(host, port, exc)) from None
 
 
 def _bound(runner: web.AppRunner) -> list[Any]:
@@ -704,6 +736,7 @@ def run_worker(
     announce: bool = True,
     service: LookupService | None = None,
     parent_pid: int | None = None,
+    log_level: int | None = None,
 ) -> None:
     """One serving process (also the whole server when ``workers`` is 1), serving ``service``
     if the parent built it before forking, else one built here from ``options``. A worker given
@@ -714,6 +747,8 @@ def run_worker(
         # stops this worker as it is and SIGINT is left to the parent.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if log_level is not None and not logging.getLogger().handlers:  # spawned: as the CLI's
+            logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
         threading.Thread(target=_stop_when_orphaned, args=(parent_pid,), daemon=True).start()
     if service is None:
         service = build_service(options)
@@ -742,9 +777,15 @@ def run_worker(
 
         service.on_swap = first_load
 
-    asyncio.run(
-        serve(app, options.host, options.port, reuse_port=options.workers > 1, announce=say)
-    )
+    try:
+        asyncio.run(
+            serve(app, options.host, options.port, reuse_port=options.workers > 1, announce=say)
+        )
+    except UsageError as exc:
+        if parent_pid is None:
+            raise
+        log.error("%s", exc)  # the parent says that this worker stopped; no traceback
+        sys.exit(1)
 
 
 def _stop_when_orphaned(parent_pid: int) -> None:
@@ -781,6 +822,11 @@ def run(options: ServeOptions) -> int:
         raise UsageError("--workers above 1 needs SO_REUSEPORT, which this system lacks")
     if options.seeds and options.refresh_s is not None and not 0 < options.refresh_s < math.inf:
         raise UsageError("refresh interval must be above 0 seconds (and finite)")
+    from coverlookup.discovery.walk import classify_seed
+
+    for seed in options.seeds:  # a mistyped seed is an error now, not a crawl retried forever
+        classify_seed(seed)
+    _check_listen(options.host, options.port)
     # SIGTERM/SIGINT stop everything from here on: before any worker exists (while the index
     # loads), by returning; after, by passing SIGTERM on to the workers.
     group = _Workers()
@@ -872,7 +918,7 @@ class _Workers:
             gc.freeze()  # the collector would otherwise write to every object's page in each
         else:
             ctx = multiprocessing.get_context("spawn")
-        args = (worker_options, True, service, os.getpid())
+        args = (worker_options, True, service, os.getpid(), logging.getLogger().level)
         for _ in range(count):
             proc = ctx.Process(target=run_worker, args=args, daemon=False)
             self.procs.append(proc)  # listed first: a signal during start() then reaches it

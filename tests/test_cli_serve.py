@@ -205,6 +205,7 @@ def test_lookup_nearest(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "--refresh", "60"], "--refresh needs --seed"),
         (["serve", "--seed", "x.example", "--refresh", "0"], "refresh interval must be above 0"),
         (["serve", "--seed", "x.example", "--refresh", "-1"], "refresh interval must be above 0"),
+        (["serve", "--seed", "/nonexistent/federation"], "not a URL, a domain, or an existing"),
         (["serve", "--port", "70000"], "not a port number"),
     ],
 )
@@ -259,9 +260,13 @@ def test_serve_from_seeds_crawls_then_serves(tmp_path: Path) -> None:
 
 
 def test_serve_from_seeds_retries_a_failed_first_crawl(tmp_path: Path) -> None:
-    # No --refresh: one crawl is all it needs, but it keeps trying until one works.
-    port, seed = _free_port(), tmp_path / "federation"
-    server = _Server("--port", str(port), "--seed", str(seed))
+    # No --refresh: one crawl is all it needs, but it keeps trying until one works. Here the
+    # snapshot cannot be written at first (a file where its directory goes).
+    port, root = _free_port(), tmp_path / "snap"
+    root.mkdir()
+    (root / "snapshots").write_text("in the way")
+    seed = str(demo.federation_path())
+    server = _Server("--port", str(port), "--seed", seed, "--snapshot", str(root))
     try:
         server.wait_serving()
         base = f"http://127.0.0.1:{port}"
@@ -269,8 +274,8 @@ def test_serve_from_seeds_retries_a_failed_first_crawl(tmp_path: Path) -> None:
             lambda: (r := _get(f"{base}/v1/status")[1]["refresh"])["failures"] and r,
             "the failed first crawl",
         )
-        assert "federation" in failed["last_error"] and _get(f"{base}/readyz")[0] == 503
-        shutil.copytree(demo.federation_path(), seed)
+        assert "snapshots" in failed["last_error"] and _get(f"{base}/readyz")[0] == 503
+        (root / "snapshots").unlink()
         _poll(lambda: _get(f"{base}/readyz")[0] == 200, "a later crawl that works")
         body = _poll(  # the crawler records its crawl just after the snapshot appears
             lambda: (b := _get(f"{base}/v1/status")[1])["refresh"]["refreshes"] and b,
@@ -281,6 +286,21 @@ def test_serve_from_seeds_retries_a_failed_first_crawl(tmp_path: Path) -> None:
     finally:
         code = server.stop()
     assert code == 0
+
+
+@pytest.mark.parametrize("mode", [[], ["--workers", "2"], ["--seed", "demo"]])
+def test_serve_on_a_port_in_use_is_one_line(
+    mode: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    mode = [str(demo.federation_path()) if a == "demo" else a for a in mode]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["serve", "--port", str(port), *mode])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == [f"coverlookup: error: cannot listen on 127.0.0.1:{port}: address already in use"]
 
 
 def test_serve_from_seeds_needs_a_writable_snapshot_directory(
