@@ -691,6 +691,8 @@ class ServeOptions:
     crawl_root: str | None = None
     # What /v1/status names as the source, when it is not the snapshot path (the parent's seeds).
     source: str | None = None
+    # The parent's temporary directories, which a worker outliving a killed parent removes.
+    parent_temporaries: tuple[str, ...] = ()
 
 
 def build_service(options: ServeOptions) -> LookupService:
@@ -786,6 +788,10 @@ def run_worker(
             raise
         log.error("%s", exc)  # the parent says that this worker stopped; no traceback
         sys.exit(1)
+    finally:
+        if parent_pid is not None and os.getppid() != parent_pid:  # nobody else will
+            for directory in options.parent_temporaries:
+                shutil.rmtree(directory, ignore_errors=True)
 
 
 def _stop_when_orphaned(parent_pid: int) -> None:
@@ -837,7 +843,9 @@ def run(options: ServeOptions) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="coverlookup-metrics-")
     temporary_root = None
     try:
-        worker_options = dataclasses.replace(options, metrics_dir=metrics_dir)
+        worker_options = dataclasses.replace(
+            options, metrics_dir=metrics_dir, parent_temporaries=(metrics_dir,)
+        )
         if options.seeds:
             # One crawler (this process) writes snapshots and records how its crawls went; the
             # workers watch the directory and report both.
@@ -852,6 +860,7 @@ def run(options: ServeOptions) -> int:
                 refresh_s=WATCH_INTERVAL_S,
                 crawl_root=root,
                 source="seeds: " + " ".join(options.seeds),
+                parent_temporaries=(metrics_dir, *([root] if temporary_root else [])),
             )
             crawler = threading.Thread(
                 target=_crawl_in_background, args=(options, root, crawler_stop), daemon=True

@@ -332,9 +332,12 @@ def test_serve_from_seeds_leaves_no_temporary_snapshots(tmp_path: Path) -> None:
         assert list(tmp.iterdir()) == []
 
 
-def test_workers_stop_when_the_parent_is_killed() -> None:
-    port = _free_port()
-    server = _Server("--port", str(port), "--seed", str(demo.federation_path()))
+def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
+    port, tmp = _free_port(), tmp_path / "tmp"
+    tmp.mkdir()
+    server = _Server(
+        "--port", str(port), "--seed", str(demo.federation_path()), env={"TMPDIR": str(tmp)}
+    )  # fmt: skip
     try:
         server.wait_serving()
         worker = int(server.announced[0].rsplit("pid ", 1)[1].rstrip(")\n"))
@@ -349,6 +352,7 @@ def test_workers_stop_when_the_parent_is_killed() -> None:
             return False
 
         _poll(gone, "the orphaned worker's exit", timeout=30)
+        assert list(tmp.iterdir()) == []  # it removed what its parent would have
     finally:
         if server.proc.poll() is None:
             server.proc.kill()
