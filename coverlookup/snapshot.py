@@ -215,6 +215,8 @@ def write_snapshot(
         shutil.rmtree(final)
     os.rename(tmp, final)
     _fsync_dir(snapshots)
+    snapshot.path = final  # its documents are on disk now: the bodies in memory can go
+    snapshot.blobs.clear()
     if before_publish is not None:
         try:
             before_publish(final)
@@ -226,8 +228,6 @@ def write_snapshot(
     os.symlink(Path("snapshots") / snapshot.id, link_tmp)
     os.replace(link_tmp, root / "current")
     _fsync_dir(root)
-    snapshot.path = final
-    snapshot.blobs.clear()
     _prune(snapshots, keep=keep, current=snapshot.id)
     return final
 

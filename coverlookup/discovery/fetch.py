@@ -199,7 +199,7 @@ class Fetcher:
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self.requests = 0
         self.wire_bytes = 0
-        self.body_bytes = 0  # of every body kept so far, and of those being read
+        self.body_bytes = 0  # of every body kept so far
 
     def reserve(self, url: Any, size: int) -> None:
         """Count ``size`` bytes about to be read from a file (a mirror, a local seed) against
@@ -547,15 +547,11 @@ class Fetcher:
         wire = 0
         padding = 0  # zero bytes read after a finished gzip stream
         budget = self.options.max_total_bytes
-        counted = 0  # of this body's bytes, those added to self.body_bytes so far
 
         def count() -> None:
-            # Bodies being read count too: the crawl's bytes in memory stay under its budget
-            # however many fetches run at once (the body that would cross it is dropped).
-            nonlocal counted
-            self.body_bytes += total - counted
-            counted = total
-            if self.body_bytes > budget:
+            # Against the bodies kept so far, not those other fetches are still reading: a body
+            # that will be refused (too large, corrupt, too slow) must not crowd out good ones.
+            if self.body_bytes + total > budget:
                 raise self._over_total(url, "stopped reading")
 
         def too_large() -> CrawlFetchError:
@@ -611,15 +607,12 @@ class Fetcher:
                 if wire and not decomp.eof:  # (an empty body, as a 304's, is no stream)
                     raise zlib.error("the stream ends early (truncated)")
         except zlib.error as exc:
-            self.body_bytes -= counted  # dropped: no longer in memory
             raise CrawlFetchError(
                 f"{url}: corrupt {encoding} body: {exc}", problem="bad_encoding"
             ) from None
-        except BaseException:
-            self.body_bytes -= counted
-            raise
         finally:
             self.wire_bytes += wire
+        self.body_bytes += total
         return b"".join(parts), wire
 
 

@@ -289,7 +289,12 @@ class Crawler:
                 )
             if self.fetcher is not None:
                 self.fetcher.reserve(path, size)
-            body = path.read_bytes()
+            try:
+                body = path.read_bytes()
+            except BaseException:
+                if self.fetcher is not None:
+                    self.fetcher.body_bytes -= size  # not read: not kept
+                raise
         except FileNotFoundError:
             raise CrawlFetchError(
                 f"{path}: no such file", problem="http_status", status=404
