@@ -75,7 +75,6 @@ DEFAULT_MAX_BODY = 8 * 1024 * 1024
 # How often workers look for a new snapshot written by the crawling parent process.
 WATCH_INTERVAL_S = 2.0
 ORPHAN_CHECK_S = 1.0  # how often a worker checks that its parent is still there
-CRAWLER_JOIN_S = 60.0  # how long a stopping server waits for its crawler to put its pen down
 LOOKUP_PARAMS = frozenset({"lat", "lon", "address", "nearest_km", *FILTERS})
 LIST_PARAMS = frozenset({"limit", "offset"})
 
@@ -470,8 +469,8 @@ def create_app(
     ``metrics_dir``: a directory shared by the processes of one server, whose ``/metrics`` then
     counts the requests of all of them (:mod:`coverlookup.metrics`).
     """
-    if refresh_s is not None and refresh_s <= 0:
-        raise UsageError("refresh interval must be above 0 seconds")
+    if refresh_s is not None and not 0 < refresh_s < math.inf:  # nan too: sleep(nan) spins
+        raise UsageError("refresh interval must be above 0 seconds (and finite)")
     app = web.Application(client_max_size=max_body_bytes)
     metrics = app[METRICS] = Metrics(metrics_dir)
     config = app[CONFIG] = WebConfig(
@@ -836,13 +835,15 @@ def run(options: ServeOptions) -> int:
     # SIGTERM/SIGINT stop everything from here on: before any worker exists (while the index
     # loads), by returning; after, by passing SIGTERM on to the workers.
     group = _Workers()
-    old = {sig: signal.signal(sig, group.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     crawler: threading.Thread | None = None
     crawler_stop = threading.Event()
     # The workers' /metrics count the requests of all of them (coverlookup.metrics).
     metrics_dir = tempfile.mkdtemp(prefix="coverlookup-metrics-")
     temporary_root = None
+    old: dict[int, Any] = {}
     try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            old[sig] = signal.signal(sig, group.on_signal)
         worker_options = dataclasses.replace(
             options, metrics_dir=metrics_dir, parent_temporaries=(metrics_dir,)
         )
@@ -852,6 +853,11 @@ def run(options: ServeOptions) -> int:
             root = options.snapshot
             if root is None:  # crawls are kept on disk either way; this run's go when it ends
                 root = temporary_root = tempfile.mkdtemp(prefix="coverlookup-serve-")
+            elif os.path.isfile(os.path.join(root, "manifest.json")):
+                raise UsageError(
+                    f"--snapshot {root} is one snapshot; with --seed give the directory crawls "
+                    "are written into (its parent's parent, holding 'current')"
+                )
             _check_writable(root)
             worker_options = dataclasses.replace(
                 worker_options,
@@ -871,14 +877,15 @@ def run(options: ServeOptions) -> int:
     except _Stopped:  # a signal before any worker started
         return 0
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        group.closing = True  # a second Ctrl-C while the crawler finishes must not skip cleanup
         crawler_stop.set()
         if crawler is not None:  # a crawl in progress is cancelled; a snapshot being written is
-            crawler.join(timeout=CRAWLER_JOIN_S)  # finished, not left half way
+            crawler.join()  # finished, not left half way (its executor would hold exit anyway)
         shutil.rmtree(metrics_dir, ignore_errors=True)
         if temporary_root is not None:
             shutil.rmtree(temporary_root, ignore_errors=True)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _check_writable(root: str) -> None:
@@ -908,9 +915,12 @@ class _Workers:
     def __init__(self) -> None:
         self.procs: list[multiprocessing.process.BaseProcess] = []
         self.stopping = False
+        self.closing = False  # cleaning up: a further signal changes nothing
 
     def on_signal(self, signum: int, _frame: Any) -> None:
         self.stopping = True
+        if self.closing:
+            return
         if not self.procs:
             raise _Stopped  # still loading: stop here
         for proc in self.procs:

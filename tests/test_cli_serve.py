@@ -205,6 +205,7 @@ def test_lookup_nearest(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "--refresh", "60"], "--refresh needs --seed"),
         (["serve", "--seed", "x.example", "--refresh", "0"], "refresh interval must be above 0"),
         (["serve", "--seed", "x.example", "--refresh", "-1"], "refresh interval must be above 0"),
+        (["serve", "--snapshot", "x", "--refresh", "nan"], "refresh interval must be above 0"),
         (["serve", "--seed", "/nonexistent/federation"], "not a URL, a domain, or an existing"),
         (["serve", "--port", "70000"], "not a port number"),
     ],
@@ -301,6 +302,14 @@ def test_serve_on_a_port_in_use_is_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err == [f"coverlookup: error: cannot listen on 127.0.0.1:{port}: address already in use"]
+
+
+def test_serve_from_seeds_wants_a_snapshot_root_not_one_snapshot(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seed, one = str(demo.federation_path()), str(demo.snapshot_path())
+    assert main(["serve", "--seed", seed, "--snapshot", one]) == 2
+    assert "is one snapshot; with --seed give the directory" in capsys.readouterr().err
 
 
 def test_serve_from_seeds_needs_a_writable_snapshot_directory(
