@@ -644,12 +644,22 @@ def _check_listen(host: str, port: int) -> None:
         infos = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
+        usable = 0
         for family, kind, proto, _name, address in infos:
-            with socket.socket(family, kind, proto) as probe:
+            try:
+                probe = socket.socket(family, kind, proto)
+            except OSError as exc:
+                if len(infos) > 1:  # a family this kernel lacks (IPv6 off): asyncio skips it too
+                    continue
+                raise exc from None
+            with probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
                 if family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
                     probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 probe.bind(address)
+                usable += 1
+        if not usable:
+            raise OSError(f"no address of {host!r} can be used on this machine")
     except OSError as exc:
         raise UsageError(_cannot_listen(host, port, exc)) from None
 
