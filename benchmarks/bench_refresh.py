@@ -197,32 +197,30 @@ def main() -> int:
         )
         heads = (("lookups", 8), ("errors", 6), ("p50 ms", 8), ("p99.9 ms", 8), ("max ms", 8))
         print("\n" + " " * 46 + " " + " ".join(f"{h:>{w}s}" for h, w in heads))
+        crawl = coverlookup("crawl", str(fed), "--snapshot", str(root))
+        configurations = [  # label, serve's arguments, the file that changes, what runs after
+            ("no refresh (the floor)", ["--snapshot", str(root)], None, None),
+            (
+                "--snapshot --refresh 1, a crawl job rewriting",
+                ["--snapshot", str(root), "--refresh", "1"],
+                fed / BIG,
+                crawl,
+            ),
+            (
+                "--seed --refresh 3, the GeoJSON changing",
+                ["--seed", str(fed), "--refresh", "3"],
+                fed / BIG,
+                None,
+            ),
+        ]
         rows = []
-        port = free_port()
-        server = start(coverlookup("serve", "--snapshot", str(root), "--port", str(port)), port)
-        try:
-            rows.append(measure("no refresh (the floor)", port, args, None))
-        finally:
-            stop(server)
-        port = free_port()
-        argv = coverlookup("serve", "--snapshot", str(root), "--refresh", "1", "--port", str(port))
-        server = start(argv, port)
-        try:
-            crawl = coverlookup("crawl", str(fed), "--snapshot", str(root))
-            rows.append(
-                measure(
-                    "--snapshot --refresh 1, a crawl job rewriting", port, args, fed / BIG, crawl
-                )
-            )
-        finally:
-            stop(server)
-        port = free_port()
-        argv = coverlookup("serve", "--seed", str(fed), "--refresh", "3", "--port", str(port))
-        server = start(argv, port)
-        try:
-            rows.append(measure("--seed --refresh 3, the GeoJSON changing", port, args, fed / BIG))
-        finally:
-            stop(server)
+        for label, serve_args, changes, then in configurations:
+            port = free_port()
+            server = start(coverlookup("serve", *serve_args, "--port", str(port)), port)
+            try:
+                rows.append(measure(label, port, args, changes, then))
+            finally:
+                stop(server)
     floor = rows[0]["max"]
     print()
     for row in rows[1:]:
