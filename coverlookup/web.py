@@ -469,8 +469,7 @@ def create_app(
     ``metrics_dir``: a directory shared by the processes of one server, whose ``/metrics`` then
     counts the requests of all of them (:mod:`coverlookup.metrics`).
     """
-    if refresh_s is not None and not 0 < refresh_s < math.inf:  # nan too: sleep(nan) spins
-        raise UsageError("refresh interval must be above 0 seconds (and finite)")
+    _check_refresh(refresh_s)
     app = web.Application(client_max_size=max_body_bytes)
     metrics = app[METRICS] = Metrics(metrics_dir)
     config = app[CONFIG] = WebConfig(
@@ -624,6 +623,11 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+
+
+def _check_refresh(refresh_s: float | None) -> None:
+    if refresh_s is not None and not 0 < refresh_s < math.inf:  # nan too: sleep(nan) spins
+        raise UsageError("refresh interval must be above 0 seconds (and finite)")
 
 
 def _cannot_listen(host: str, port: int, exc: OSError) -> str:
@@ -835,8 +839,8 @@ def run(options: ServeOptions) -> int:
         raise UsageError("--workers above 1 needs an explicit --port (the processes share it)")
     if options.workers > 1 and not hasattr(__import__("socket"), "SO_REUSEPORT"):
         raise UsageError("--workers above 1 needs SO_REUSEPORT, which this system lacks")
-    if options.seeds and options.refresh_s is not None and not 0 < options.refresh_s < math.inf:
-        raise UsageError("refresh interval must be above 0 seconds (and finite)")
+    if options.seeds:  # the workers get the watch interval; the user's is the crawler's
+        _check_refresh(options.refresh_s)
     from coverlookup.discovery.walk import classify_seed
 
     for seed in options.seeds:  # a mistyped seed is an error now, not a crawl retried forever
